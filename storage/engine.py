@@ -1,0 +1,65 @@
+"""Engine and connection settings, and the one way to open a transaction."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import make_url
+
+from storage.errors import Unavailable
+
+
+def make_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
+    """An engine for `url`; a SQLite file gets WAL, synchronous=FULL, enforced foreign keys and a
+    busy timeout of `busy_timeout` seconds, and its folder is made on first connect."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": max(1, round(busy_timeout))})
+    engine = create_engine(url, connect_args={"timeout": busy_timeout})
+    _configure_sqlite(engine, busy_timeout, parsed.database)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, busy_timeout: float, path: str | None) -> None:
+    @event.listens_for(engine, "do_connect")
+    def make_folder(*_args: Any) -> None:
+        if path and path != ":memory:" and not path.startswith("file:"):
+            # Where the folder cannot be made, sqlite3 itself fails to open the file: Unavailable.
+            with contextlib.suppress(OSError):
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin (see "begin").
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        # A writer takes the write lock up front, so that it waits its turn (busy timeout) instead
+        # of failing at once when another writer committed after its first read.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+
+@contextmanager
+def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
+    """One transaction, committed when the block ends and rolled back if it raises; a database
+    that cannot be reached or stays locked raises `Unavailable`."""
+    try:
+        with engine.connect() as conn:
+            if write:
+                conn.execution_options(write=True)
+            with conn.begin():
+                yield conn
+    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
+        raise Unavailable(str(error.orig if isinstance(error, exc.DBAPIError) else error)) from error

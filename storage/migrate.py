@@ -1,0 +1,60 @@
+"""Bring a database to the newest schema, and give a fresh one its starting rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, insert, select
+
+from storage.engine import transaction
+from storage.schema import groups, study_activities
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+GROUPS = [
+    {"id": 1, "name": "Core Verbs"},
+    {"id": 2, "name": "Core Adjectives"},
+    {"id": 3, "name": "Food and Drink"},
+    {"id": 4, "name": "Travel Phrases"},
+]
+STUDY_ACTIVITIES = [
+    {
+        "id": 1,
+        "name": "Typing Tutor",
+        "url": "http://localhost:8080/typing-tutor",
+        "preview_url": "http://localhost:8080/assets/typing-tutor.png",
+    },
+    {
+        "id": 2,
+        "name": "Flashcards",
+        "url": "http://localhost:8080/flashcards",
+        "preview_url": "http://localhost:8080/assets/flashcards.png",
+    },
+    {
+        "id": 3,
+        "name": "Sentence Builder",
+        "url": "http://localhost:8080/sentence-builder",
+        "preview_url": "http://localhost:8080/assets/sentence-builder.png",
+    },
+]
+
+
+def upgrade(engine: Engine) -> None:
+    """Run every migration the database has not had yet."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with transaction(engine, write=True) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def seed(engine: Engine) -> None:
+    """Add the starting groups and study activities that are missing; rows already there stay."""
+    with transaction(engine, write=True) as conn:
+        for table, rows in ((groups, GROUPS), (study_activities, STUDY_ACTIVITIES)):
+            present = set(conn.execute(select(table.c.id)).scalars())
+            missing = [row for row in rows if row["id"] not in present]
+            if missing:
+                conn.execute(insert(table), missing)

@@ -1,0 +1,45 @@
+"""The tables, declared once; the migrations in storage/migrations create exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table
+
+from storage.types import UTCDateTime
+
+# SQLite makes an INTEGER PRIMARY KEY the rowid (server-picked ids that never collide with the
+# client-picked ones); elsewhere the key is a 64-bit integer.
+Key = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", Key, primary_key=True),
+    Column("name", String(200), nullable=False),
+)
+
+study_activities = Table(
+    "study_activities",
+    metadata,
+    Column("id", Key, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("preview_url", String(2000), nullable=False),
+)
+
+study_sessions = Table(
+    "study_sessions",
+    metadata,
+    Column("id", Key, primary_key=True),
+    Column("group_id", Key, ForeignKey("groups.id"), nullable=False, index=True),
+    Column("study_activity_id", Key, ForeignKey("study_activities.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "created_at", "id"),
+)
