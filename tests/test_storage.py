@@ -1,0 +1,113 @@
+"""The storage layer on its own, against a real SQLite file: no HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, select, update
+
+from storage import migrate, study_sessions
+from storage.engine import make_engine, transaction
+from storage.errors import Duplicate, NotFound, Unavailable, Unprocessable
+from storage.pages import Page
+from storage.schema import groups, metadata
+from tests.conftest import count_sessions
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def test_the_migrations_build_exactly_the_declared_schema(engine: Engine):
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+
+    assert differences == []
+
+
+def test_the_sqlite_file_is_durable_and_enforces_foreign_keys(engine: Engine):
+    with engine.connect() as conn:
+        pragmas = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "foreign_keys")
+        }
+
+    assert pragmas == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1}
+
+
+def test_migrating_and_seeding_again_changes_nothing(engine: Engine):
+    with transaction(engine, write=True) as conn:
+        conn.execute(update(groups).where(groups.c.id == 1).values(name="Renamed"))
+
+    migrate.upgrade(engine)
+    migrate.seed(engine)
+
+    with engine.connect() as conn:
+        names = dict(conn.execute(select(groups.c.id, groups.c.name)).all())
+    assert names[1] == "Renamed"
+    assert len(names) == len(migrate.GROUPS)
+
+
+def test_create_then_get_round_trips_in_utc(engine: Engine):
+    started = datetime(2026, 1, 1, 9, 30, tzinfo=timezone(timedelta(hours=2)))
+    with transaction(engine, write=True) as conn:
+        created = study_sessions.create(conn, group_id=1, study_activity_id=2, created_at=started)
+    with transaction(engine) as conn:
+        fetched = study_sessions.get(conn, created.id)
+
+    assert fetched == created
+    assert fetched.created_at == started and fetched.created_at.tzinfo == UTC
+
+
+def test_create_refuses_a_taken_id_and_unknown_references_storing_nothing(engine: Engine):
+    with transaction(engine, write=True) as conn:
+        study_sessions.create(conn, id=5, group_id=1, study_activity_id=1, created_at=NOW)
+
+    with pytest.raises(Duplicate) as duplicate, transaction(engine, write=True) as conn:
+        study_sessions.create(conn, id=5, group_id=1, study_activity_id=1, created_at=NOW)
+    with pytest.raises(Unprocessable) as unknown, transaction(engine, write=True) as conn:
+        study_sessions.create(conn, group_id=404, study_activity_id=405, created_at=NOW)
+
+    assert duplicate.value.existing_id == 5
+    assert [v.pointer for v in unknown.value.violations] == ["/group_id", "/study_activity_id"]
+    assert count_sessions(engine) == 1
+
+
+def test_get_of_a_missing_id_raises_not_found(engine: Engine):
+    with pytest.raises(NotFound), transaction(engine) as conn:
+        study_sessions.get(conn, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-27T12:00:00Z", NOW),
+        ("2026-11-27T13:30:00+01:30", NOW),
+        ("2026-11-27T12:05:00Z", NOW + timedelta(minutes=5)),
+        ("2026-11-27T12:00:00.123456789Z", NOW + timedelta(microseconds=123456)),
+    ],
+)
+def test_parse_created_at_gives_utc(text: str, expected: datetime):
+    assert study_sessions.parse_created_at(text, now=NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["2026-11-27T12:05:01Z", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_parse_created_at_refuses_the_future_and_unrepresentable_instants(text: str):
+    with pytest.raises(Unprocessable) as refused:
+        study_sessions.parse_created_at(text, now=NOW)
+
+    assert refused.value.violations[0].pointer == "/created_at"
+
+
+@pytest.mark.parametrize(("total", "pages"), [(0, 0), (1, 1), (10, 1), (11, 2), (100, 10)])
+def test_a_page_counts_the_pages_of_the_whole_list(total: int, pages: int):
+    assert Page([], total, 1, 10).total_pages == pages
+
+
+def test_an_unreachable_database_raises_unavailable(tmp_path):
+    (tmp_path / "file").write_text("")
+    engine = make_engine(f"sqlite:///{tmp_path}/file/db.sqlite", busy_timeout=0.1)
+
+    with pytest.raises(Unavailable), transaction(engine) as conn:
+        conn.execute(select(groups))

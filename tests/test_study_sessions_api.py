@@ -1,0 +1,449 @@
+"""POST /study-sessions and the reads around it, through HTTP, on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+from starlette.types import Message
+
+from app import MAX_BODY_BYTES, Settings, create_app
+from tests.conftest import count_sessions
+
+PROBLEM = "application/problem+json"
+MAX_ID = 2**63 - 1
+
+
+def post(client: TestClient, base: str, body: object, **headers: str):
+    return client.post(f"{base}/study-sessions", json=body, headers=headers)
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert body["type"] == "about:blank"
+    return body
+
+
+def pointers(problem: dict) -> set[str]:
+    return {error.get("pointer", error.get("parameter")) for error in problem["errors"]}
+
+
+# Creating ----------------------------------------------------------------------------------
+
+
+def test_valid_post_is_201_with_location_body_and_a_row(client: TestClient, engine: Engine, base: str):
+    response = post(client, base, {"group_id": 1, "study_activity_id": 2})
+
+    assert response.status_code == 201
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert response.headers["location"] == f"{base}/study-sessions/{body['id']}"
+    assert body["group_id"] == 1
+    assert body["group_name"] == "Core Verbs"
+    assert body["study_activity_id"] == 2
+    assert body["study_activity_name"] == "Flashcards"
+    assert body["created_at"].endswith("Z")
+    created = datetime.fromisoformat(body["created_at"])
+    assert abs(created - datetime.now(UTC)) < timedelta(seconds=30)
+    assert count_sessions(engine) == 1
+
+
+def test_client_chosen_id_and_time_are_kept_and_the_time_is_returned_in_utc(client: TestClient, base: str):
+    response = post(
+        client, base, {"id": 42, "group_id": 1, "study_activity_id": 1, "created_at": "2026-01-02T03:04:05+02:00"}
+    )
+
+    assert response.status_code == 201
+    assert response.json()["id"] == 42
+    assert response.json()["created_at"] == "2026-01-02T01:04:05Z"
+    assert response.headers["location"] == f"{base}/study-sessions/42"
+
+
+@pytest.mark.parametrize("chosen", [1, 2, MAX_ID])
+def test_a_client_chosen_id_never_makes_a_later_idless_post_fail(client: TestClient, engine: Engine, chosen: int):
+    assert post(client, "/api/v1", {"id": chosen, "group_id": 1, "study_activity_id": 1}).status_code == 201
+
+    later = [post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1}) for _ in range(3)]
+
+    assert [r.status_code for r in later] == [201, 201, 201]
+    assert len({r.json()["id"] for r in later} | {chosen}) == 4
+    assert count_sessions(engine) == 4
+
+
+def test_missing_fields_are_400_listing_each_one_and_store_nothing(client: TestClient, engine: Engine, base: str):
+    problem = assert_problem(post(client, base, {}), 400)
+
+    assert pointers(problem) == {"/group_id", "/study_activity_id"}
+    assert count_sessions(engine) == 0
+
+
+def test_wrong_types_are_400_listing_every_violation(client: TestClient, engine: Engine):
+    body = {"group_id": "1", "study_activity_id": 1.5, "id": True, "created_at": 12}
+
+    problem = assert_problem(post(client, "/api/v1", body), 400)
+
+    assert pointers(problem) == {"/group_id", "/study_activity_id", "/id", "/created_at"}
+    assert count_sessions(engine) == 0
+
+
+@pytest.mark.parametrize("value", [0, -1, MAX_ID + 1, 10**30])
+def test_out_of_range_ids_are_400(client: TestClient, engine: Engine, value: int):
+    problem = assert_problem(post(client, "/api/v1", {"id": value, "group_id": value, "study_activity_id": 1}), 400)
+
+    assert pointers(problem) == {"/id", "/group_id"}
+    assert count_sessions(engine) == 0
+
+
+def test_a_date_time_without_offset_is_400(client: TestClient, engine: Engine):
+    problem = assert_problem(
+        post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1, "created_at": "2026-01-02T03:04:05"}), 400
+    )
+
+    assert pointers(problem) == {"/created_at"}
+    assert count_sessions(engine) == 0
+
+
+def test_unknown_properties_are_400_naming_each(client: TestClient, engine: Engine):
+    problem = assert_problem(
+        post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1, "name": "x", "a/b": 1}), 400
+    )
+
+    assert pointers(problem) == {"/name", "/a~1b"}
+    assert count_sessions(engine) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b'{"group_id": 1,', "not valid JSON"),
+        (b"\xff\xfe{}", "not valid UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+        (b'{"group_id": NaN, "study_activity_id": 1}', "not valid JSON"),
+        (b'{"group_id": 1, "group_id": 2, "study_activity_id": 1}', "not valid JSON"),
+        (b'{"group_id": 1' + b"0" * 4400 + b', "study_activity_id": 1}', "not valid JSON"),
+        (b"", "RequestBody is required"),
+        (b"null", "empty"),
+        (b"[]", "invalid"),
+    ],
+)
+def test_malformed_bodies_are_400_never_500(client: TestClient, engine: Engine, content: bytes, detail: str):
+    response = client.post("/api/v1/study-sessions", content=content, headers={"content-type": "application/json"})
+
+    problem = assert_problem(response, 400)
+    assert detail in problem["detail"]
+    assert problem["errors"]
+    assert count_sessions(engine) == 0
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+def test_a_body_that_is_not_json_is_415(client: TestClient, engine: Engine, content_type: str):
+    response = client.post("/api/v1/study-sessions", content=b'{"group_id": 1}', headers={"content-type": content_type})
+
+    assert_problem(response, 415)
+    assert count_sessions(engine) == 0
+
+
+def test_a_body_over_the_limit_is_413_by_its_content_length(client: TestClient, engine: Engine):
+    content = json.dumps({"group_id": 1, "study_activity_id": 1, "pad": "x" * MAX_BODY_BYTES}).encode()
+
+    response = client.post("/api/v1/study-sessions", content=content, headers={"content-type": "application/json"})
+
+    assert_problem(response, 413)
+    assert count_sessions(engine) == 0
+
+
+def test_a_streamed_body_over_the_limit_is_413_without_being_read_whole(settings: Settings, engine: Engine):
+    # Straight through ASGI: a test client would buffer the whole body before the app saw any of it.
+    service = create_app(settings, engine)
+    chunks_read = 0
+    started: list[Message] = []
+
+    async def receive() -> Message:
+        nonlocal chunks_read
+        chunks_read += 1
+        return {"type": "http.request", "body": b" " * 1024, "more_body": chunks_read < 2048}  # 2 MiB in all
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/study-sessions",
+        "raw_path": b"/api/v1/study-sessions",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    asyncio.run(service(scope, receive, send))
+
+    assert started[0]["status"] == 413
+    assert chunks_read <= MAX_BODY_BYTES // 1024 + 1
+    assert count_sessions(engine) == 0
+
+
+def test_a_content_length_that_is_not_a_number_is_400(client: TestClient, engine: Engine):
+    response = client.post(
+        "/api/v1/study-sessions",
+        content=b'{"group_id": 1, "study_activity_id": 1}',
+        headers={"content-type": "application/json", "content-length": "ten"},
+    )
+
+    assert_problem(response, 400)
+    assert count_sessions(engine) == 0
+
+
+def test_a_duplicate_id_is_409_with_the_existing_location_and_changes_nothing(
+    client: TestClient, engine: Engine, base: str
+):
+    first = post(client, base, {"id": 7, "group_id": 1, "study_activity_id": 1})
+
+    again = post(client, base, {"id": 7, "group_id": 2, "study_activity_id": 2})
+
+    problem = assert_problem(again, 409)
+    assert "7" in problem["detail"]
+    assert again.headers["location"] == f"{base}/study-sessions/7"
+    assert client.get(f"{base}/study-sessions/7").json() == first.json()
+    assert count_sessions(engine) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"group_id": 999, "study_activity_id": 1}, {"/group_id"}),
+        ({"group_id": 1, "study_activity_id": 999}, {"/study_activity_id"}),
+        ({"group_id": 999, "study_activity_id": 998}, {"/group_id", "/study_activity_id"}),
+    ],
+)
+def test_an_unknown_group_or_activity_is_422_naming_it_and_stores_nothing(
+    client: TestClient, engine: Engine, body: dict, named: set[str]
+):
+    problem = assert_problem(post(client, "/api/v1", body), 422)
+
+    assert pointers(problem) == named
+    assert all("999" in e["detail"] or "998" in e["detail"] for e in problem["errors"])
+    assert count_sessions(engine) == 0
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        "9999-12-31T23:59:59-01:00",
+        "0001-01-01T00:00:00+01:00",
+    ],
+)
+def test_a_created_at_in_the_future_or_out_of_range_is_422(client: TestClient, engine: Engine, created_at: str):
+    problem = assert_problem(
+        post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1, "created_at": created_at}), 422
+    )
+
+    assert pointers(problem) == {"/created_at"}
+    assert count_sessions(engine) == 0
+
+
+def test_a_created_at_a_little_ahead_of_the_clock_is_accepted(client: TestClient):
+    soon = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
+
+    assert post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1, "created_at": soon}).status_code == 201
+
+
+# When the database fails --------------------------------------------------------------------
+
+
+def test_a_locked_database_is_503_with_retry_after_and_stores_nothing(
+    client: TestClient, settings: Settings, engine: Engine
+):
+    path = settings.database_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        response = post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    problem = assert_problem(response, 503)
+    assert int(response.headers["retry-after"]) >= 1
+    assert "database" in problem["detail"]
+    assert count_sessions(engine) == 0
+
+
+def test_a_database_that_cannot_be_opened_is_503(tmp_path: Path):
+    (tmp_path / "a-file").write_text("")
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/a-file/study.db", db_timeout=0.2)
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        for response in (
+            post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1}),
+            client.get("/api/v1/groups"),
+        ):
+            assert_problem(response, 503)
+            assert response.headers["retry-after"]
+
+
+def test_an_unexpected_error_is_500_with_nothing_of_its_cause_and_is_logged_with_the_request_id(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    # A fault no real part can be made to show: a bug in the storage code.
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("SELECT secret FROM /etc/passwd")
+
+    monkeypatch.setattr("storage.study_sessions.create", broken)
+
+    response = post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1}, **{"X-Request-ID": "trace-me-1"})
+
+    problem = assert_problem(response, 500)
+    assert "secret" not in response.text and "passwd" not in response.text and "Traceback" not in response.text
+    assert "trace-me-1" in problem["detail"]
+    logged = [r for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
+    assert logged and getattr(logged[0], "request_id", None) == "trace-me-1"
+
+
+# Reading ------------------------------------------------------------------------------------
+
+
+def test_the_complete_flow_post_then_get_location_then_list(client: TestClient, base: str):
+    created = post(client, base, {"group_id": 3, "study_activity_id": 3})
+
+    fetched = client.get(created.headers["location"])
+    listed = client.get(f"{base}/study-sessions")
+
+    assert fetched.status_code == 200
+    assert fetched.headers["content-type"] == "application/json"
+    assert fetched.json() == created.json()
+    assert listed.status_code == 200
+    assert listed.json() == {"items": [created.json()], "total": 1, "page": 1, "per_page": 10, "total_pages": 1}
+
+
+def test_get_of_an_unknown_id_is_404_problem(client: TestClient, base: str):
+    problem = assert_problem(client.get(f"{base}/study-sessions/12345"), 404)
+
+    assert "12345" in problem["detail"]
+
+
+def test_the_list_is_newest_first_and_paged(client: TestClient):
+    for day in (1, 3, 2):
+        post(
+            client,
+            "/api/v1",
+            {"id": day, "group_id": 1, "study_activity_id": 1, "created_at": f"2026-01-0{day}T00:00:00Z"},
+        )
+
+    first = client.get("/api/v1/study-sessions?per_page=2").json()
+    second = client.get("/api/v1/study-sessions?per_page=2&page=2").json()
+    past_the_end = client.get("/api/v1/study-sessions?per_page=2&page=3").json()
+
+    assert [s["id"] for s in first["items"]] == [3, 2]
+    assert [s["id"] for s in second["items"]] == [1]
+    assert (first["total"], first["total_pages"], second["page"]) == (3, 2, 2)
+    assert past_the_end["items"] == [] and past_the_end["total"] == 3
+
+
+@pytest.mark.parametrize("query", ["per_page=0", "per_page=101", "page=0", "page=x", "per_page=2&sort=id"])
+def test_bad_paging_parameters_are_400_naming_the_parameter(client: TestClient, query: str):
+    problem = assert_problem(client.get(f"/api/v1/study-sessions?{query}"), 400)
+
+    assert problem["errors"][0]["parameter"] in ("page", "per_page", "sort")
+
+
+def test_groups_and_study_activities_list_the_seeded_ids(client: TestClient, base: str):
+    groups = client.get(f"{base}/groups").json()
+    activities = client.get(f"{base}/study-activities?per_page=2").json()
+
+    assert groups["total"] >= 3 and {"id": 1, "name": "Core Verbs"} in groups["items"]
+    assert len(activities["items"]) == 2
+    assert set(activities["items"][0]) == {"id", "name", "url", "preview_url"}
+
+
+# What every response carries ----------------------------------------------------------------
+
+
+def test_an_unknown_path_is_404_problem(client: TestClient):
+    assert_problem(client.get("/api/v1/nothing-here"), 404)
+
+
+def test_an_unsupported_method_is_405_with_allow(client: TestClient, base: str):
+    response = client.delete(f"{base}/study-sessions")
+
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "GET, POST"
+    assert client.put(f"{base}/study-sessions/1").headers["allow"] == "GET"
+
+
+def test_the_request_id_is_echoed_or_made(client: TestClient):
+    given = client.get("/api/v1/groups", headers={"X-Request-ID": "portal-abc.1"})
+    made = client.get("/api/v1/groups")
+    on_error = client.get("/api/v1/nothing-here", headers={"X-Request-ID": "portal-abc.2"})
+
+    assert given.headers["x-request-id"] == "portal-abc.1"
+    assert len(made.headers["x-request-id"]) == 32
+    assert on_error.headers["x-request-id"] == "portal-abc.2"
+
+
+def test_a_malformed_request_id_is_400_and_not_echoed(client: TestClient):
+    response = client.get("/api/v1/groups", headers={"X-Request-ID": "x" * 200})
+
+    assert assert_problem(response, 400)["errors"][0]["parameter"] == "X-Request-ID"
+    assert response.headers["x-request-id"] != "x" * 200
+
+
+ORIGIN = "http://localhost:3000"
+
+
+def test_cors_headers_are_on_success_and_on_errors(client: TestClient):
+    success = post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1}, Origin=ORIGIN)
+    invalid = post(client, "/api/v1", {}, Origin=ORIGIN)
+    not_found = client.get("/api/v1/study-sessions/999", headers={"Origin": ORIGIN})
+
+    for response in (success, invalid, not_found):
+        assert response.headers["access-control-allow-origin"] == ORIGIN
+        assert "Location" in response.headers["access-control-expose-headers"]
+    assert invalid.status_code == 400
+
+
+def test_cors_preflight_is_answered_for_a_listed_origin_only(client: TestClient):
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+
+    allowed = client.options("/api/v1/study-sessions", headers={"Origin": ORIGIN, **preflight})
+    refused = client.options("/api/v1/study-sessions", headers={"Origin": "https://evil.example", **preflight})
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == ORIGIN
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    assert "access-control-allow-origin" not in refused.headers
+    assert "access-control-allow-credentials" not in allowed.headers
+
+
+def test_cors_origins_come_from_the_settings(settings: Settings, engine: Engine):
+    custom = Settings(**{**settings.__dict__, "cors_origins": ("https://portal.example",)})
+    with TestClient(create_app(custom, engine)) as client:
+        response = client.get("/api/v1/groups", headers={"Origin": "https://portal.example"})
+        other = client.get("/api/v1/groups", headers={"Origin": ORIGIN})
+
+    assert response.headers["access-control-allow-origin"] == "https://portal.example"
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_swagger_ui_and_the_spec_are_served(client: TestClient):
+    spec = client.get("/api/v1/openapi.json")
+    ui = client.get("/api/v1/ui/")
+
+    assert spec.status_code == 200 and spec.json()["openapi"] == "3.0.3"
+    assert ui.status_code == 200 and "swagger" in ui.text.lower()
