@@ -11,7 +11,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -35,6 +35,8 @@ from sqlalchemy import Engine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -72,6 +74,7 @@ class Settings:
     log_level: str = "INFO"
     db_timeout: float = 5.0
     validate_responses: bool = False
+    docs_dir: Path = HERE / "build" / "docs"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -427,6 +430,23 @@ def internal_error(_request: ConnexionRequest, error: Exception) -> ConnexionRes
     )
 
 
+def docs_site(folder: Path) -> Callable[[Request], Awaitable[Response]]:
+    """The static docs site that `./scripts/dev docs` builds from the spec, as one HTML page."""
+
+    async def page(_request: Request) -> Response:
+        index = folder / "index.html"
+        if not index.is_file():
+            return _starlette_problem(404, "Not Found", "The docs site is not built here; run ./scripts/dev docs.")
+        return FileResponse(index, media_type="text/html")
+
+    return page
+
+
+def _starlette_problem(status: int, title: str, detail: str) -> Response:
+    response = _problem(status, title, detail)
+    return Response(response.body, status_code=status, media_type=response.mimetype)
+
+
 # The app -----------------------------------------------------------------------------------------
 
 
@@ -458,6 +478,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
             validator_map=VALIDATORS,
             swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui", spec_path="/openapi.json"),
         )
+    for path in ("/docs", "/docs/"):
+        app.add_url_rule(path, "docs", docs_site(settings.docs_dir), methods=["GET", "HEAD"])
     app.add_error_handler(NotFound, not_found)
     app.add_error_handler(Duplicate, duplicate)
     app.add_error_handler(Unprocessable, unprocessable)

@@ -1,0 +1,67 @@
+"""The docs site built from the spec (./scripts/dev docs), as the running service serves it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+
+from app import SPEC, Settings, create_app
+
+BUILT = Path(__file__).resolve().parent.parent / "build" / "docs" / "index.html"
+
+
+@pytest.fixture
+def built_site() -> Path:
+    if not BUILT.exists():
+        if shutil.which("node") is None:
+            pytest.skip("Node.js is not installed here, so ./scripts/dev test did not build the docs site")
+        pytest.fail("build/docs/index.html is missing: ./scripts/dev test builds it before pytest runs")
+    return BUILT
+
+
+def test_the_service_serves_the_built_docs_site_at_docs(built_site: Path, settings: Settings, engine: Engine):
+    with TestClient(create_app(Settings(**{**settings.__dict__, "docs_dir": built_site.parent}), engine)) as client:
+        page = client.get("/docs")
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.content == built_site.read_bytes()
+    assert "cdn.redocly.com/redoc" not in page.text  # the Redoc scripts are inside: publishable as it is
+
+
+def test_the_docs_show_every_operation_with_its_request_and_response_examples_and_every_error(built_site: Path):
+    definition = re.search(r"const __redoc_definition = (\{.*?\});", built_site.read_text())
+    assert definition is not None
+    shown = json.loads(definition.group(1))
+
+    spec = yaml.safe_load(SPEC.read_text())
+    operation_ids = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
+    assert {op["operationId"] for item in shown["paths"].values() for op in item.values()} == operation_ids
+    for path, item in shown["paths"].items():
+        for method, operation in item.items():
+            if "requestBody" in operation:
+                assert operation["requestBody"]["content"]["application/json"]["examples"]
+            for status, response in operation["responses"].items():
+                name = response.get("$ref", "").rsplit("/", 1)[-1]
+                resolved = shown["components"]["responses"][name] if name else response
+                example = next(iter(resolved["content"].values()))["example"]
+                if status >= "400":
+                    assert example["status"] == int(status), f"{method} {path} {status}"
+
+
+def test_docs_that_are_not_built_are_a_404_problem_saying_how_to_build_them(
+    tmp_path: Path, settings: Settings, engine: Engine
+):
+    with TestClient(create_app(Settings(**{**settings.__dict__, "docs_dir": tmp_path}), engine)) as client:
+        response = client.get("/docs")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "./scripts/dev docs" in response.json()["detail"]

@@ -1,0 +1,169 @@
+"""Against the service started the way the README starts it (./scripts/dev run), on a free port:
+the Schemathesis CLI on both base paths, and a Python client generated from the spec."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app import BASE_PATHS
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+REPORTS = ROOT / "build" / "reports"
+
+pytestmark = pytest.mark.live
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def service(folder: Path) -> Iterator[str]:
+    """The service as the README starts it, on a free port and a new database in `folder`."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "DATABASE_URL": f"sqlite:///{folder}/study.db",
+        "VALIDATE_RESPONSES": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+    with (folder / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            [ROOT / "scripts" / "dev", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_up(url, server, folder / "server.log")
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/v1/groups", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    pytest.fail(f"the service did not start: {log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def live_url(tmp_path: Path) -> Iterator[str]:
+    with service(tmp_path) as url:
+        yield url
+
+
+@pytest.mark.parametrize("base", BASE_PATHS)
+def test_the_schemathesis_cli_finds_no_failure_on_the_live_service(live_url: str, base: str):
+    report = REPORTS / f"schemathesis{base.replace('/', '-')}.xml"
+    report.unlink(missing_ok=True)
+
+    # Every default check and phase, with the seed and settings of schemathesis.toml (found in ROOT).
+    result = subprocess.run(
+        [
+            BIN / "schemathesis",
+            "run",
+            f"{live_url}{base}/openapi.json",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            report,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-8000:]
+    assert "Seed: 20261127" in result.stdout
+    assert 'failures="0"' in report.read_text() and 'errors="0"' in report.read_text()
+
+
+@pytest.fixture(scope="module")
+def client_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The Python client that openapi-python-client generates from openapi/, imported."""
+    output = tmp_path_factory.mktemp("client") / "python"
+    result = subprocess.run(
+        [
+            BIN / "openapi-python-client", "generate", "--path", "openapi/openapi.yaml", "--output-path", output,
+            "--config", "scripts/python-client.yaml",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+    sys.path.insert(0, str(output))
+    try:
+        yield importlib.import_module("study_sessions_client")
+    finally:
+        sys.path.remove(str(output))
+
+
+def test_a_generated_python_client_drives_the_live_service(live_url: str, client_package: Any):
+    from study_sessions_client.api.groups import list_groups
+    from study_sessions_client.api.study_activities import list_study_activities
+    from study_sessions_client.api.study_sessions import create_study_session, get_study_session, list_study_sessions
+    from study_sessions_client.models import GroupPage, Problem, StudyActivityPage, StudySession, StudySessionCreate
+
+    client = client_package.Client(base_url=f"{live_url}/api/v1", raise_on_unexpected_status=True)
+
+    groups = list_groups.sync(client=client)
+    activities = list_study_activities.sync(client=client, per_page=100)
+    assert isinstance(groups, GroupPage) and isinstance(activities, StudyActivityPage)
+    group, activity = groups.items[0], activities.items[-1]
+
+    created = create_study_session.sync_detailed(
+        client=client, body=StudySessionCreate(group_id=group.id, study_activity_id=activity.id)
+    )
+    assert created.status_code == 201 and isinstance(created.parsed, StudySession)
+    session = created.parsed
+    assert (session.group_name, session.study_activity_name) == (group.name, activity.name)
+
+    location = created.headers["location"]
+    assert location == f"/api/v1/study-sessions/{session.id}"
+    session_id = int(location.rsplit("/", 1)[1])
+    fetched = get_study_session.sync(client=client, id=session_id)
+    assert fetched == session
+
+    listed = list_study_sessions.sync(client=client, per_page=100)
+    assert not isinstance(listed, Problem) and listed is not None
+    assert session.id in [s.id for s in listed.items]
+
+    refused = create_study_session.sync_detailed(
+        client=client, body=StudySessionCreate(group_id=987654, study_activity_id=activity.id)
+    )
+    assert refused.status_code == 422
+    problem = refused.parsed
+    assert isinstance(problem, Problem)
+    assert problem.status == 422 and problem.title == "Unprocessable Content"
+    assert [(e.pointer, e.detail) for e in problem.errors] == [("/group_id", "There is no group with id 987654.")]
+
+    missing = get_study_session.sync(client=client, id=987654)
+    assert isinstance(missing, Problem) and missing.status == 404

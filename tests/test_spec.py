@@ -1,0 +1,105 @@
+"""The OpenAPI document as a product: complete, named for generators, and true to the code."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app import SPEC, Settings
+from storage.groups import Group
+from storage.study_activities import StudyActivity
+from storage.study_sessions import StudySession
+
+DOCUMENT: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+OPERATIONS = [
+    (path, method, operation)
+    for path, item in DOCUMENT["paths"].items()
+    for method, operation in item.items()
+    if method in ("get", "post", "put", "patch", "delete")
+]
+IDS = [operation["operationId"] for _, _, operation in OPERATIONS]
+
+
+def resolve(node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = DOCUMENT
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def has_example(media: dict[str, Any]) -> bool:
+    return "example" in media or bool(media.get("examples"))
+
+
+@pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS, ids=IDS)
+def test_every_operation_is_documented_with_examples_for_every_request_and_response(
+    path: str, method: str, operation: dict[str, Any]
+):
+    assert operation["summary"] and operation["description"] and operation["tags"]
+    if "requestBody" in operation:
+        for media in operation["requestBody"]["content"].values():
+            assert has_example(media), f"{method} {path}: request without an example"
+    for status, response in operation["responses"].items():
+        for media_type, media in resolve(response)["content"].items():
+            assert has_example(media), f"{method} {path} {status} {media_type}: no example"
+
+
+@pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS, ids=IDS)
+def test_every_error_the_service_can_give_is_declared_as_a_problem(path: str, method: str, operation: dict[str, Any]):
+    expected = {"400", "404", "405", "500", "503"}
+    if method == "post":
+        expected |= {"409", "413", "415", "422"}
+    declared = {status for status in operation["responses"] if status >= "400"}
+
+    assert declared == expected
+    for status in declared:
+        content = resolve(operation["responses"][status])["content"]
+        assert list(content) == ["application/problem+json"]
+        assert content["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+        assert "X-Request-ID" in resolve(operation["responses"][status])["headers"]
+
+
+@pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS, ids=IDS)
+def test_bodies_are_named_components_so_generated_clients_get_one_type_per_concept(
+    path: str, method: str, operation: dict[str, Any]
+):
+    bodies = [media["schema"] for media in operation.get("requestBody", {}).get("content", {}).values()]
+    for response in operation["responses"].values():
+        bodies += [media["schema"] for media in resolve(response)["content"].values()]
+
+    assert all(set(schema) == {"$ref"} for schema in bodies), f"{method} {path} has an inline schema"
+
+
+@pytest.mark.parametrize(
+    ("schema", "record"), [("StudySession", StudySession), ("Group", Group), ("StudyActivity", StudyActivity)]
+)
+def test_the_spec_names_are_the_names_in_the_code(schema: str, record: type):
+    properties = DOCUMENT["components"]["schemas"][schema]["properties"]
+
+    assert list(properties) == [field.name for field in dataclasses.fields(record)]
+    assert DOCUMENT["components"]["schemas"][schema]["additionalProperties"] is False
+
+
+def test_create_links_to_get_by_the_body_id_and_by_the_location_header():
+    links = DOCUMENT["paths"]["/study-sessions"]["post"]["responses"]["201"]["links"]
+
+    assert {link["operationId"] for link in links.values()} == {"get_study_session"}
+    assert {link["parameters"]["id"] for link in links.values()} == {
+        "$response.body#/id",
+        "$response.header.Location#regex:/study-sessions/([0-9]+)$",
+    }
+
+
+def test_responses_are_validated_in_tests_and_not_in_production(settings: Settings):
+    assert settings.validate_responses is True
+    assert Settings.from_env({}).validate_responses is False
+
+
+def test_the_spec_file_is_the_one_the_service_loads():
+    assert Path(SPEC).parent.name == "openapi"
