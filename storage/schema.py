@@ -6,8 +6,8 @@ from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData,
 
 from storage.types import UTCDateTime
 
-# SQLite makes an INTEGER PRIMARY KEY the rowid (server-picked ids that never collide with the
-# client-picked ones); elsewhere the key is a 64-bit integer.
+# A 64-bit key; SQLite wants exactly INTEGER to make it the rowid. storage.study_sessions picks
+# server-side ids itself, the same way on every dialect.
 Key = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData(
@@ -37,7 +37,7 @@ study_activities = Table(
 study_sessions = Table(
     "study_sessions",
     metadata,
-    Column("id", Key, primary_key=True),
+    Column("id", Key, primary_key=True, autoincrement=False),
     Column("group_id", Key, ForeignKey("groups.id"), nullable=False, index=True),
     Column("study_activity_id", Key, ForeignKey("study_activities.id"), nullable=False, index=True),
     Column("created_at", UTCDateTime(), nullable=False),

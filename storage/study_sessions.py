@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, exc, insert, select
+from sqlalchemy import Connection, exc, func, insert, select
 
-from storage.errors import Duplicate, NotFound, Unprocessable, Violation
+from storage.errors import Duplicate, NotFound, Unavailable, Unprocessable, Violation
 from storage.pages import Page, fetch_page
 from storage.schema import groups, study_activities, study_sessions
 
+MAX_ID = 2**63 - 1
+ID_ATTEMPTS = 5
 MAX_CLOCK_SKEW = timedelta(seconds=300)
 """How far ahead of the server's clock a client's `created_at` may be."""
 
@@ -82,17 +85,31 @@ def create(
     if group_name is None or activity_name is None:
         raise Unprocessable(missing)
     values = {"group_id": group_id, "study_activity_id": study_activity_id, "created_at": created_at}
-    if id is not None:
-        values["id"] = id
-    try:
-        with conn.begin_nested():
-            new_id = conn.execute(insert(study_sessions).values(values).returning(study_sessions.c.id)).scalar_one()
-    except exc.IntegrityError:
-        # Lost a race with a concurrent writer between the checks above and the insert.
-        if id is not None and _exists(conn, id):
-            raise Duplicate(f"Study session {id} already exists.", existing_id=id) from None
-        raise
-    return StudySession(new_id, group_id, group_name, study_activity_id, activity_name, created_at)
+    for _attempt in range(ID_ATTEMPTS):
+        chosen = id if id is not None else _free_id(conn)
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(study_sessions).values(id=chosen, **values))
+        except exc.IntegrityError:
+            if not _exists(conn, chosen):
+                raise  # not the key: a reference vanished under us, which nothing here does
+            if id is not None:
+                raise Duplicate(f"Study session {id} already exists.", existing_id=id) from None
+            continue  # a concurrent writer took the id we picked: pick again
+        return StudySession(chosen, group_id, group_name, study_activity_id, activity_name, created_at)
+    raise Unavailable(f"No free id found in {ID_ATTEMPTS} attempts; too many concurrent writers.")
+
+
+def _free_id(conn: Connection) -> int:
+    """The largest id plus one or, once MAX_ID is taken, a random free one (SQLite's rowid rule,
+    on every dialect): so a client-chosen id never makes a server-picked one collide."""
+    top = conn.execute(select(func.max(study_sessions.c.id))).scalar() or 0
+    if top < MAX_ID:
+        return int(top) + 1
+    while True:
+        candidate = secrets.randbelow(MAX_ID) + 1
+        if not _exists(conn, candidate):
+            return candidate
 
 
 def _exists(conn: Connection, id: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -111,3 +112,24 @@ def test_an_unreachable_database_raises_unavailable(tmp_path):
 
     with pytest.raises(Unavailable), transaction(engine) as conn:
         conn.execute(select(groups))
+
+
+def test_concurrent_writers_each_get_their_own_id(settings):
+    # Writers queue on BEGIN IMMEDIATE within the busy timeout instead of failing or colliding.
+    engine = make_engine(settings.database_url, busy_timeout=10)
+    migrate.upgrade(engine)
+    migrate.seed(engine)
+
+    def create_ten(_: int) -> list[int]:
+        ids = []
+        for _ in range(10):
+            with transaction(engine, write=True) as conn:
+                ids.append(study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id)
+        return ids
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = [i for batch in pool.map(create_ten, range(8)) for i in batch]
+
+    assert sorted(ids) == list(range(1, 81))
+    assert count_sessions(engine) == 80
+    engine.dispose()

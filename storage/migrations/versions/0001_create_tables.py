@@ -35,7 +35,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "study_sessions",
-        sa.Column("id", key, primary_key=True),
+        sa.Column("id", key, primary_key=True, autoincrement=False),
         sa.Column("group_id", key, nullable=False),
         sa.Column("study_activity_id", key, nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
