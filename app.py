@@ -159,6 +159,18 @@ class RequestLog:
             request_id_var.reset(token)
 
 
+class CORS(CORSMiddleware):
+    """Starlette's CORS middleware, whose refused preflight is a problem like every other error."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        refused = _starlette_problem(400, "Bad Request", f"{bytes(response.body).decode()}: see CORS_ORIGINS.")
+        refused.headers.update({k: v for k, v in response.headers.items() if k.lower().startswith(("vary", "access-"))})
+        return refused
+
+
 def _stamp(message: Message) -> None:
     MutableHeaders(scope=message)["X-Request-ID"] = request_id_var.get()
 
@@ -489,7 +501,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
     app.add_error_handler(Exception, internal_error)
     app.add_middleware(RequestLog, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
-        CORSMiddleware,
+        CORS,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         allow_origins=list(settings.cors_origins),
         allow_methods=["GET", "POST", "OPTIONS"],

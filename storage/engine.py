@@ -19,8 +19,14 @@ def make_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
     busy timeout of `busy_timeout` seconds, and its folder is made on first connect."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": max(1, round(busy_timeout))})
-    engine = create_engine(url, connect_args={"timeout": busy_timeout})
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_timeout=busy_timeout,
+            connect_args={"connect_timeout": max(1, round(busy_timeout))},
+        )
+    # Waiting for a pooled connection is bounded like waiting for a lock: past it, Unavailable.
+    engine = create_engine(url, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout})
     _configure_sqlite(engine, busy_timeout, parsed.database)
     return engine
 

@@ -428,6 +428,7 @@ def test_cors_preflight_is_answered_for_a_listed_origin_only(client: TestClient)
     assert allowed.headers["access-control-allow-origin"] == ORIGIN
     assert "POST" in allowed.headers["access-control-allow-methods"]
     assert "access-control-allow-origin" not in refused.headers
+    assert "origin" in assert_problem(refused, 400)["detail"]
     assert "access-control-allow-credentials" not in allowed.headers
 
 
