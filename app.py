@@ -204,7 +204,7 @@ class BodyLimit:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):
                 raise BadRequestProblem(detail="Content-Length is not a whole number.")
             if int(declared) > MAX_BODY_BYTES:
                 raise _too_large()
@@ -272,6 +272,10 @@ def _violations(error: jsonschema.ValidationError) -> list[dict[str, str]]:
 
 def _invalid(detail: str, errors: list[dict[str, str]]) -> ProblemException:
     return ProblemException(status=400, title="Bad Request", detail=detail, ext={"errors": errors})
+
+
+def _invalid_parameters(errors: list[dict[str, str]]) -> ProblemException:
+    return _invalid(f"The request's parameters are invalid: {len(errors)} problem(s).", errors)
 
 
 def _too_deep() -> ProblemException:
@@ -360,7 +364,7 @@ class Parameters(ParameterValidator):
                 ).iter_errors(value):
                     errors.append({"detail": _short(error.message), "parameter": param["name"]})
         if errors:
-            raise _invalid(f"The request's parameters are invalid: {len(errors)} problem(s).", errors)
+            raise _invalid_parameters(errors)
 
 
 VALIDATORS: dict[str, Any] = {
@@ -404,25 +408,31 @@ def unavailable(_request: ConnexionRequest, error: Unavailable) -> ConnexionResp
 
 
 class RoutingErrors:
-    """Starlette's own 404 and 405 (from routing) as problems; a 405's `Allow` lists every method
-    the spec gives the path (Starlette names only the first route it matched)."""
+    """Starlette's own 404 and 405 (from routing) as problems. A 405's `Allow` lists every method
+    the spec gives the path (Starlette names only the first route it matched); a path that fits a
+    spec path but not the type of its parameters (`/study-sessions/abc`) is a 400 naming them."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.paths = [
-            (compile_path(base + path)[0], ", ".join(sorted(m.upper() for m in item if m in HTTP_METHODS)))
+            (compile_path(base + path)[0], sorted(m.upper() for m in item if m in HTTP_METHODS))
             for base in BASE_PATHS
             for path, item in spec["paths"].items()
         ]
 
     def __call__(self, request: ConnexionRequest, error: HTTPException) -> ConnexionResponse:
-        if error.status_code == 405:
-            path = request.url.path
-            allow = next((methods for regex, methods in self.paths if regex.match(path)), "")
+        if error.status_code not in (404, 405):
+            return _problem(error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail))
+        matched = next(((m, methods) for regex, methods in self.paths if (m := regex.match(request.url.path))), None)
+        if matched is None:
+            return _problem(404, "Not Found", "Nothing is at this path.")
+        match, methods = matched
+        allow = ", ".join(methods)
+        if request.method not in methods:
             detail = f"{request.method} is not allowed here; use {allow}."
             return _problem(405, "Method Not Allowed", detail, {"Allow": allow})
-        if error.status_code == 404:
-            return _problem(404, "Not Found", "Nothing is at this path.")
-        return _problem(error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail))
+        values = match.groupdict().items()
+        errors = [{"detail": _short(f"{v!r} is not a valid {k}."), "parameter": k} for k, v in values]
+        return _invalid_parameters(errors).to_problem()
 
 
 def problem_exception(request: ConnexionRequest, error: ProblemException) -> ConnexionResponse:

@@ -338,6 +338,13 @@ def test_get_of_an_unknown_id_is_404_problem(client: TestClient, base: str):
     assert "12345" in problem["detail"]
 
 
+@pytest.mark.parametrize("id", ["abc", "-5", "1.5", "%20"])
+def test_get_with_an_id_that_is_not_a_positive_integer_is_400_naming_it(client: TestClient, base: str, id: str):
+    problem = assert_problem(client.get(f"{base}/study-sessions/{id}"), 400)
+
+    assert problem["errors"][0]["parameter"] == "id"
+
+
 def test_the_list_is_newest_first_and_paged(client: TestClient):
     for day in (1, 3, 2):
         post(
@@ -385,6 +392,7 @@ def test_an_unsupported_method_is_405_with_allow(client: TestClient, base: str):
     assert_problem(response, 405)
     assert response.headers["allow"] == "GET, POST"
     assert client.put(f"{base}/study-sessions/1").headers["allow"] == "GET"
+    assert assert_problem(client.delete(f"{base}/study-sessions/abc"), 405)["detail"].endswith("use GET.")
 
 
 def test_the_request_id_is_echoed_or_made(client: TestClient):
