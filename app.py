@@ -22,7 +22,7 @@ import connexion
 import jsonschema
 import yaml
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem, ProblemException
+from connexion.exceptions import BadRequestProblem, ProblemException, UnsupportedMediaTypeProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
@@ -54,6 +54,7 @@ MAX_INT_DIGITS = 1000
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 RETRY_AFTER_SECONDS = 1
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+INTEGER = re.compile(r"[-+]?[0-9]+")
 DEFAULT_CORS_ORIGINS = (
     "http://localhost:3000,http://127.0.0.1:3000,http://localhost:5173,http://127.0.0.1:5173,"
     "http://localhost:8080,http://127.0.0.1:8080"
@@ -166,7 +167,7 @@ class CORS(CORSMiddleware):
         response = super().preflight_response(request_headers)
         if response.status_code != 400:
             return response
-        refused = _starlette_problem(400, "Bad Request", f"{bytes(response.body).decode()}: see CORS_ORIGINS.")
+        refused = _starlette_problem(400, "Bad Request", f"{bytes(response.body).decode()}.")
         refused.headers.update({k: v for k, v in response.headers.items() if k.lower().startswith(("vary", "access-"))})
         return refused
 
@@ -191,48 +192,80 @@ class StampRequestId:
         await self.app(scope, receive, send_with_id)
 
 
-class BodyLimit:
+class RequestBody:
     """Reads at most MAX_BODY_BYTES of a request body (413 past that, without reading on) and hands
-    the body on whole, with its true Content-Length, to the validation behind it."""
+    it on whole, with its true Content-Length and its media type in lower case, to the validation
+    behind it. A body must say it is JSON (415 otherwise, and for any charset but UTF-8); a body
+    on a method that takes none is dropped unread."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        scope = dict(scope)
+        headers = MutableHeaders(scope=scope)
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            del headers["content-type"], headers["content-length"], headers["transfer-encoding"]
+            await self.app(scope, _replay(b"", receive), send)
+            return
+        declared = headers.get("content-length")
         if declared is not None:
             if not (declared.isascii() and declared.isdigit()):
                 raise BadRequestProblem(detail="Content-Length is not a whole number.")
             if int(declared) > MAX_BODY_BYTES:
                 raise _too_large()
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _too_large()
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        scope = dict(scope)
-        headers = MutableHeaders(scope=scope)
+        body = await _read_at_most(receive, MAX_BODY_BYTES)
+        if body is None:
+            return  # the client went away
+        if "content-type" in headers:
+            headers["content-type"] = _media_type(headers["content-type"])
+        elif body:
+            raise UnsupportedMediaTypeProblem(detail="The body has no Content-Type; send it as application/json.")
         headers["content-length"] = str(len(body))
-        sent = False
+        await self.app(scope, _replay(body, receive), send)
 
-        async def replay() -> Message:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+async def _read_at_most(receive: Receive, limit: int) -> bytes | None:
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large()
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`body` as the whole request body, then the client's own channel (for its disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _media_type(content_type: str) -> str:
+    """`content_type` without parameters, in lower case (media types are case-insensitive);
+    a charset other than UTF-8 is refused, since JSON is UTF-8."""
+    media, *parameters = (part.strip() for part in content_type.split(";"))
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise UnsupportedMediaTypeProblem(detail=f"The body is {value.strip()}; send it as UTF-8.")
+    return media.lower()
 
 
 def _too_large() -> ProblemException:
@@ -324,8 +357,8 @@ class JSONBody(JSONRequestBodyValidator):
             ) from None
 
     def _validate(self, body: Any) -> dict[str, Any] | None:
-        if body is None:
-            raise _invalid("The request body is empty.", [{"detail": "A JSON body is required.", "pointer": ""}])
+        if body is None:  # an empty body never gets here: Connexion answers "RequestBody is required"
+            raise _invalid("The request body is null.", [{"detail": "The body must be a JSON object.", "pointer": ""}])
         try:
             found = sorted(self._validator.iter_errors(body), key=lambda e: [str(p) for p in e.absolute_path])
         except RecursionError:
@@ -352,12 +385,18 @@ class Parameters(ParameterValidator):
             "header": request.headers,
             "cookie": request.cookies,
         }
+        # Connexion converts with int(), which also takes "1_0", " 7" and non-ASCII digits.
+        raw = {"query": request._starlette_request.query_params, "path": request._starlette_request.path_params}
         for where, params in self.parameters.items():
             for param in params:
                 value = sources[where].get(param["name"])
                 if value is None:
                     if param.get("required"):
                         errors.append({"detail": f"The {where} parameter is required.", "parameter": param["name"]})
+                    continue
+                given = raw.get(where, {}).get(param["name"])
+                if param["schema"].get("type") == "integer" and isinstance(given, str) and not INTEGER.fullmatch(given):
+                    errors.append({"detail": _short(f"{given!r} is not an integer."), "parameter": param["name"]})
                     continue
                 for error in jsonschema.Draft4Validator(
                     param["schema"], format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER
@@ -414,7 +453,7 @@ class RoutingErrors:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.paths = [
-            (compile_path(base + path)[0], sorted(m.upper() for m in item if m in HTTP_METHODS))
+            (compile_path(base + path)[0], _methods(item))
             for base in BASE_PATHS
             for path, item in spec["paths"].items()
         ]
@@ -424,15 +463,25 @@ class RoutingErrors:
             return _problem(error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail))
         matched = next(((m, methods) for regex, methods in self.paths if (m := regex.match(request.url.path))), None)
         if matched is None:
+            if error.status_code == 405:  # a route of our own (the docs, Swagger UI): Starlette knows
+                return _not_allowed(request.method, (error.headers or {}).get("Allow", ""))
             return _problem(404, "Not Found", "Nothing is at this path.")
         match, methods = matched
-        allow = ", ".join(methods)
         if request.method not in methods:
-            detail = f"{request.method} is not allowed here; use {allow}."
-            return _problem(405, "Method Not Allowed", detail, {"Allow": allow})
+            return _not_allowed(request.method, ", ".join(methods))
         values = match.groupdict().items()
         errors = [{"detail": _short(f"{v!r} is not a valid {k}."), "parameter": k} for k, v in values]
         return _invalid_parameters(errors).to_problem()
+
+
+def _methods(path_item: dict[str, Any]) -> list[str]:
+    """The methods a spec path answers: its operations', and HEAD wherever there is GET."""
+    methods = {m.upper() for m in path_item if m in HTTP_METHODS}
+    return sorted(methods | {"HEAD"} if "GET" in methods else methods)
+
+
+def _not_allowed(method: str, allow: str) -> ConnexionResponse:
+    return _problem(405, "Method Not Allowed", f"{method} is not allowed here; use {allow}.", {"Allow": allow})
 
 
 def problem_exception(request: ConnexionRequest, error: ProblemException) -> ConnexionResponse:
@@ -520,7 +569,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         allow_credentials=False,
         max_age=600,
     )
-    app.add_middleware(BodyLimit, position=MiddlewarePosition.BEFORE_VALIDATION)
+    app.add_middleware(RequestBody, position=MiddlewarePosition.BEFORE_VALIDATION)
     app.add_middleware(StampRequestId, position=MiddlewarePosition.BEFORE_CONTEXT)
     return app
 

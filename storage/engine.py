@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,12 +14,18 @@ from sqlalchemy.engine import make_url
 
 from storage.errors import Unavailable
 
+POOL_SIZE = 40
+"""SQLite connections: as many as the thread pool that runs the handlers has threads (anyio's
+default), so that a reader never waits for a connection that a queued writer holds."""
+
 
 def make_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
     """An engine for `url`; a SQLite file gets WAL, synchronous=FULL, enforced foreign keys and a
     busy timeout of `busy_timeout` seconds, and its folder is made on first connect."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        # Pool size for a server database is a deployment choice (connections per worker times
+        # workers must fit the server's limit); waiting for one is bounded like everything else.
         return create_engine(
             url,
             pool_pre_ping=True,
@@ -26,7 +33,9 @@ def make_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
             connect_args={"connect_timeout": max(1, round(busy_timeout))},
         )
     # Waiting for a pooled connection is bounded like waiting for a lock: past it, Unavailable.
-    engine = create_engine(url, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout})
+    engine = create_engine(
+        url, pool_size=POOL_SIZE, max_overflow=0, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout}
+    )
     _configure_sqlite(engine, busy_timeout, parsed.database)
     return engine
 
@@ -67,5 +76,31 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
                 conn.execution_options(write=True)
             with conn.begin():
                 yield conn
-    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
-        raise Unavailable(str(error.orig if isinstance(error, exc.DBAPIError) else error)) from error
+    except exc.TimeoutError as error:  # no pooled connection came free in time
+        raise Unavailable(str(error)) from error
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        if not _is_outage(error.orig):
+            raise
+        raise Unavailable(str(error.orig)) from error
+
+
+# SQLite's primary result codes that mean "the database cannot serve now", as opposed to a
+# mistake in the schema or the SQL (SQLITE_ERROR: "no such table", a syntax error), which is a bug.
+_SQLITE_OUTAGES = {
+    5: "SQLITE_BUSY",
+    6: "SQLITE_LOCKED",
+    7: "SQLITE_NOMEM",
+    8: "SQLITE_READONLY",
+    10: "SQLITE_IOERR",
+    13: "SQLITE_FULL",
+    14: "SQLITE_CANTOPEN",
+    15: "SQLITE_PROTOCOL",
+}
+
+
+def _is_outage(driver_error: BaseException | None) -> bool:
+    """Whether a driver's OperationalError or InterfaceError says the database is out of reach;
+    on other drivers than sqlite3 those two classes mean just that (connection lost, refused)."""
+    if isinstance(driver_error, sqlite3.Error):
+        return (getattr(driver_error, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_OUTAGES
+    return True

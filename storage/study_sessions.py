@@ -51,7 +51,8 @@ def parse_created_at(text: str, *, now: datetime) -> datetime:
     """`text`, an RFC 3339 date-time, as an aware UTC datetime; `Unprocessable` if no datetime
     can hold it or it is more than MAX_CLOCK_SKEW after `now`."""
     try:
-        instant = datetime.fromisoformat(text).astimezone(UTC)
+        # RFC 3339 allows a lower-case "t" and "z"; fromisoformat does not.
+        instant = datetime.fromisoformat(text.upper()).astimezone(UTC)
     except (ValueError, OverflowError):
         raise Unprocessable([Violation("/created_at", f"{text!r} is not an instant this service can store.")]) from None
     if instant > now + MAX_CLOCK_SKEW:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -132,7 +131,7 @@ def test_unknown_properties_are_400_naming_each(client: TestClient, engine: Engi
         (b'{"group_id": 1, "group_id": 2, "study_activity_id": 1}', "not valid JSON"),
         (b'{"group_id": 1' + b"0" * 4400 + b', "study_activity_id": 1}', "not valid JSON"),
         (b"", "RequestBody is required"),
-        (b"null", "empty"),
+        (b"null", "null"),
         (b"[]", "invalid"),
     ],
 )
@@ -153,25 +152,16 @@ def test_a_body_that_is_not_json_is_415(client: TestClient, engine: Engine, cont
     assert count_sessions(engine) == 0
 
 
-def test_a_body_over_the_limit_is_413_by_its_content_length(client: TestClient, engine: Engine):
-    content = json.dumps({"group_id": 1, "study_activity_id": 1, "pad": "x" * MAX_BODY_BYTES}).encode()
-
-    response = client.post("/api/v1/study-sessions", content=content, headers={"content-type": "application/json"})
-
-    assert_problem(response, 413)
-    assert count_sessions(engine) == 0
-
-
-def test_a_streamed_body_over_the_limit_is_413_without_being_read_whole(settings: Settings, engine: Engine):
-    # Straight through ASGI: a test client would buffer the whole body before the app saw any of it.
-    service = create_app(settings, engine)
-    chunks_read = 0
+def asgi_post(service, headers: list[tuple[bytes, bytes]], chunks: int) -> tuple[int, int]:
+    """POSTs straight through ASGI `chunks` chunks of 1 KiB; the status, and how many were read.
+    (A test client would buffer the whole body before the app saw any of it.)"""
+    read = 0
     started: list[Message] = []
 
     async def receive() -> Message:
-        nonlocal chunks_read
-        chunks_read += 1
-        return {"type": "http.request", "body": b" " * 1024, "more_body": chunks_read < 2048}  # 2 MiB in all
+        nonlocal read
+        read += 1
+        return {"type": "http.request", "body": b" " * 1024, "more_body": read < chunks}
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -187,15 +177,67 @@ def test_a_streamed_body_over_the_limit_is_413_without_being_read_whole(settings
         "raw_path": b"/api/v1/study-sessions",
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
         "client": ("127.0.0.1", 1),
         "server": ("testserver", 80),
     }
     asyncio.run(service(scope, receive, send))
+    return started[0]["status"], read
 
-    assert started[0]["status"] == 413
-    assert chunks_read <= MAX_BODY_BYTES // 1024 + 1
+
+def test_a_body_declared_over_the_limit_is_413_before_any_of_it_is_read(settings: Settings, engine: Engine):
+    declared = str(MAX_BODY_BYTES + 1).encode()
+
+    status, read = asgi_post(create_app(settings, engine), [(b"content-length", declared)], chunks=1)
+
+    assert (status, read) == (413, 0)
     assert count_sessions(engine) == 0
+
+
+def test_a_streamed_body_over_the_limit_is_413_without_being_read_whole(settings: Settings, engine: Engine):
+    status, read = asgi_post(create_app(settings, engine), [], chunks=2048)  # 2 MiB, no Content-Length
+
+    assert status == 413
+    assert read <= MAX_BODY_BYTES // 1024 + 1
+    assert count_sessions(engine) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type", ["Application/JSON", "application/json ; charset=UTF-8", 'application/json; charset="utf-8"']
+)
+def test_media_types_are_case_insensitive_and_may_name_utf8(client: TestClient, engine: Engine, content_type: str):
+    good = b'{"group_id": 1, "study_activity_id": 1}'
+
+    created = client.post("/api/v1/study-sessions", content=good, headers={"content-type": content_type})
+    refused = client.post(
+        "/api/v1/study-sessions", content=b'{"group_id": "x"}', headers={"content-type": content_type}
+    )
+
+    assert created.status_code == 201
+    assert pointers(assert_problem(refused, 400)) == {"/group_id", "/study_activity_id"}
+    assert count_sessions(engine) == 1
+
+
+@pytest.mark.parametrize("headers", [{}, {"content-type": "application/json; charset=utf-16"}])
+def test_a_body_without_a_content_type_or_not_in_utf8_is_415(client: TestClient, engine: Engine, headers: dict):
+    response = client.post(
+        "/api/v1/study-sessions", content=b'{"group_id": 1, "study_activity_id": 1}', headers=headers
+    )
+
+    assert_problem(response, 415)
+    assert count_sessions(engine) == 0
+
+
+def test_a_body_on_a_get_is_not_read(client: TestClient):
+    response = client.request(
+        "GET",
+        "/api/v1/groups",
+        files={"f": ("big.bin", b"x" * (MAX_BODY_BYTES * 4))},
+        headers={"X-Request-ID": "get-body"},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["items"]
 
 
 def test_a_content_length_that_is_not_a_number_is_400(client: TestClient, engine: Engine):
@@ -258,6 +300,13 @@ def test_a_created_at_in_the_future_or_out_of_range_is_422(client: TestClient, e
     assert count_sessions(engine) == 0
 
 
+def test_a_created_at_with_lower_case_t_and_z_is_rfc3339_and_accepted(client: TestClient):
+    response = post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1, "created_at": "2026-01-02t03:04:05z"})
+
+    assert response.status_code == 201
+    assert response.json()["created_at"] == "2026-01-02T03:04:05Z"
+
+
 def test_a_created_at_a_little_ahead_of_the_clock_is_accepted(client: TestClient):
     soon = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
 
@@ -296,6 +345,17 @@ def test_a_database_that_cannot_be_opened_is_503(tmp_path: Path):
         ):
             assert_problem(response, 503)
             assert response.headers["retry-after"]
+
+
+def test_a_database_without_its_tables_is_a_500_not_a_503(tmp_path: Path):
+    # A deployment that skipped the migration is a bug to fix, not an outage to wait out.
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/empty.db", db_timeout=0.2)
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.get("/api/v1/groups")
+
+    assert_problem(response, 500)
+    assert "retry-after" not in response.headers
 
 
 def test_an_unexpected_error_is_500_with_nothing_of_its_cause_and_is_logged_with_the_request_id(
@@ -346,28 +406,40 @@ def test_get_with_an_id_that_is_not_a_positive_integer_is_400_naming_it(client: 
 
 
 def test_the_list_is_newest_first_and_paged(client: TestClient):
-    for day in (1, 3, 2):
+    # Ids that disagree with the times, so that only ordering by created_at gives this order.
+    for id, day in ((10, 3), (20, 1), (30, 2)):
         post(
             client,
             "/api/v1",
-            {"id": day, "group_id": 1, "study_activity_id": 1, "created_at": f"2026-01-0{day}T00:00:00Z"},
+            {"id": id, "group_id": 1, "study_activity_id": 1, "created_at": f"2026-01-0{day}T00:00:00Z"},
         )
 
     first = client.get("/api/v1/study-sessions?per_page=2").json()
     second = client.get("/api/v1/study-sessions?per_page=2&page=2").json()
     past_the_end = client.get("/api/v1/study-sessions?per_page=2&page=3").json()
 
-    assert [s["id"] for s in first["items"]] == [3, 2]
-    assert [s["id"] for s in second["items"]] == [1]
+    assert [s["id"] for s in first["items"]] == [10, 30]
+    assert [s["id"] for s in second["items"]] == [20]
     assert (first["total"], first["total_pages"], second["page"]) == (3, 2, 2)
     assert past_the_end["items"] == [] and past_the_end["total"] == 3
 
 
-@pytest.mark.parametrize("query", ["per_page=0", "per_page=101", "page=0", "page=x", "per_page=2&sort=id"])
-def test_bad_paging_parameters_are_400_naming_the_parameter(client: TestClient, query: str):
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("per_page=0", {"per_page"}),
+        ("per_page=101", {"per_page"}),
+        ("page=0", {"page"}),
+        ("page=x&per_page=%EF%BC%92", {"page", "per_page"}),
+        ("page=1_0", {"page"}),
+        ("page=%201", {"page"}),
+        ("per_page=2&sort=id", {"sort"}),
+    ],
+)
+def test_bad_paging_parameters_are_400_naming_each_one(client: TestClient, query: str, named: set[str]):
     problem = assert_problem(client.get(f"/api/v1/study-sessions?{query}"), 400)
 
-    assert problem["errors"][0]["parameter"] in ("page", "per_page", "sort")
+    assert pointers(problem) == named
 
 
 def test_groups_and_study_activities_list_the_seeded_ids(client: TestClient, base: str):
@@ -390,9 +462,18 @@ def test_an_unsupported_method_is_405_with_allow(client: TestClient, base: str):
     response = client.delete(f"{base}/study-sessions")
 
     assert_problem(response, 405)
-    assert response.headers["allow"] == "GET, POST"
-    assert client.put(f"{base}/study-sessions/1").headers["allow"] == "GET"
-    assert assert_problem(client.delete(f"{base}/study-sessions/abc"), 405)["detail"].endswith("use GET.")
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    assert client.put(f"{base}/study-sessions/1").headers["allow"] == "GET, HEAD"
+    assert assert_problem(client.delete(f"{base}/study-sessions/abc"), 405)["detail"].endswith("use GET, HEAD.")
+    assert client.head(f"{base}/study-sessions").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/docs", "/api/v1/openapi.json", "/api/v1/ui/"])
+def test_an_unsupported_method_on_the_docs_is_405_with_allow(client: TestClient, path: str):
+    response = client.post(path)
+
+    assert_problem(response, 405)
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD"}
 
 
 def test_the_request_id_is_echoed_or_made(client: TestClient):
