@@ -172,6 +172,19 @@ class CORS(CORSMiddleware):
         return refused
 
 
+class NoSlashRedirects:
+    """A path with a trailing slash is a 404, as the spec has no such path: Starlette would answer
+    a 307 to the path without it, an absolute URL that the spec does not declare."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope["path"]) > 1 and scope["path"].endswith("/"):
+            raise ProblemException(status=404, title="Not Found", detail="Nothing is at this path.")
+        await self.app(scope, receive, send)
+
+
 def _stamp(message: Message) -> None:
     MutableHeaders(scope=message)["X-Request-ID"] = request_id_var.get()
 
@@ -549,8 +562,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
             validator_map=VALIDATORS,
             swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui", spec_path="/openapi.json"),
         )
-    for path in ("/docs", "/docs/"):
-        app.add_url_rule(path, "docs", docs_site(settings.docs_dir), methods=["GET", "HEAD"])
+    app.add_url_rule("/docs", "docs", docs_site(settings.docs_dir), methods=["GET", "HEAD"])
     app.add_error_handler(NotFound, not_found)
     app.add_error_handler(Duplicate, duplicate)
     app.add_error_handler(Unprocessable, unprocessable)
@@ -569,6 +581,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         allow_credentials=False,
         max_age=600,
     )
+    app.add_middleware(NoSlashRedirects, position=MiddlewarePosition.BEFORE_ROUTING)
     app.add_middleware(RequestBody, position=MiddlewarePosition.BEFORE_VALIDATION)
     app.add_middleware(StampRequestId, position=MiddlewarePosition.BEFORE_CONTEXT)
     return app

@@ -454,8 +454,9 @@ def test_groups_and_study_activities_list_the_seeded_ids(client: TestClient, bas
 # What every response carries ----------------------------------------------------------------
 
 
-def test_an_unknown_path_is_404_problem(client: TestClient):
-    assert_problem(client.get("/api/v1/nothing-here"), 404)
+@pytest.mark.parametrize("path", ["/api/v1/nothing-here", "/api/v1/study-sessions/", "/api/groups/", "/docs/"])
+def test_an_unknown_path_is_404_problem_even_with_a_slash_more(client: TestClient, path: str):
+    assert_problem(client.get(path, follow_redirects=False), 404)
 
 
 def test_an_unsupported_method_is_405_with_allow(client: TestClient, base: str):
