@@ -11,6 +11,7 @@ import os
 import re
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -121,17 +122,28 @@ def _stamp_request_id(record: logging.LogRecord) -> bool:
 # Middleware -----------------------------------------------------------------------------------
 
 
-class RequestLog:
-    """Outermost: takes the request id from `X-Request-ID` or makes one, echoes it on every
-    response, and logs one JSON line per request."""
+class HTTPMiddleware(ABC):
+    """An ASGI middleware for HTTP requests; anything else (lifespan) passes through untouched."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    @abstractmethod
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one HTTP request, calling `self.app` to go on."""
+
+
+class RequestLog(HTTPMiddleware):
+    """Outermost: takes the request id from `X-Request-ID` or makes one, echoes it on every
+    response, and logs one JSON line per request."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         given = Headers(scope=scope).get("x-request-id", "")
         request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
@@ -172,15 +184,12 @@ class CORS(CORSMiddleware):
         return refused
 
 
-class NoSlashRedirects:
+class NoSlashRedirects(HTTPMiddleware):
     """A path with a trailing slash is a 404, as the spec has no such path: Starlette would answer
     a 307 to the path without it, an absolute URL that the spec does not declare."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and len(scope["path"]) > 1 and scope["path"].endswith("/"):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if len(scope["path"]) > 1 and scope["path"].endswith("/"):
             raise ProblemException(status=404, title="Not Found", detail="Nothing is at this path.")
         await self.app(scope, receive, send)
 
@@ -189,14 +198,11 @@ def _stamp(message: Message) -> None:
     MutableHeaders(scope=message)["X-Request-ID"] = request_id_var.get()
 
 
-class StampRequestId:
+class StampRequestId(HTTPMiddleware):
     """Innermost: puts `X-Request-ID` on the handler's own responses too, where response
     validation (on in tests) checks them against the spec."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 _stamp(message)
@@ -205,19 +211,13 @@ class StampRequestId:
         await self.app(scope, receive, send_with_id)
 
 
-class RequestBody:
+class RequestBody(HTTPMiddleware):
     """Reads at most MAX_BODY_BYTES of a request body (413 past that, without reading on) and hands
     it on whole, with its true Content-Length and its media type in lower case, to the validation
     behind it. A body must say it is JSON (415 otherwise, and for any charset but UTF-8); a body
     on a method that takes none is dropped unread."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope = dict(scope)
         headers = MutableHeaders(scope=scope)
         if scope["method"] not in ("POST", "PUT", "PATCH"):
