@@ -385,6 +385,17 @@ class JSONBody(JSONRequestBodyValidator):
 class Parameters(ParameterValidator):
     """Connexion's parameter validator, made to list every violation at once, each by name."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # One schema validator per parameter, made once, not on every request.
+        self.schemas = {
+            (where, param["name"]): jsonschema.Draft4Validator(
+                param["schema"], format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER
+            )
+            for where, params in self.parameters.items()
+            for param in params
+        }
+
     def validate_request(self, request: ConnexionRequest) -> None:
         errors = []
         if self.strict_validation:
@@ -411,9 +422,7 @@ class Parameters(ParameterValidator):
                 if param["schema"].get("type") == "integer" and isinstance(given, str) and not INTEGER.fullmatch(given):
                     errors.append({"detail": _short(f"{given!r} is not an integer."), "parameter": param["name"]})
                     continue
-                for error in jsonschema.Draft4Validator(
-                    param["schema"], format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER
-                ).iter_errors(value):
+                for error in self.schemas[where, param["name"]].iter_errors(value):
                     errors.append({"detail": _short(error.message), "parameter": param["name"]})
         if errors:
             raise _invalid_parameters(errors)
