@@ -1,5 +1,6 @@
 """Schemathesis over the whole spec, in process through the ASGI app, on both base paths: every
-default check, response validation on, a fixed seed (schemathesis.toml)."""
+default check and ours (tests/contract_checks.py), response validation on, a fixed seed
+(schemathesis.toml)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from schemathesis.config import SchemathesisConfig
 from sqlalchemy import Engine, delete
 
 from app import BASE_PATHS, Settings, create_app
+from storage import study_sessions as stored
 from storage.schema import study_sessions
+from tests.planted.lossy_service import losing_get
 
 CONFIG = SchemathesisConfig.from_path(Path(__file__).resolve().parent.parent / "schemathesis.toml")
 
@@ -31,7 +34,7 @@ def test_every_operation_keeps_the_contract(case):
     case.call_and_validate()
 
 
-def test_sequences_of_calls_keep_the_contract(api_schema, engine: Engine):
+def run_sequences(api_schema, engine: Engine) -> None:
     class StudySessionsMachine(api_schema.as_state_machine()):  # type: ignore[misc]
         def setup(self) -> None:
             # Every scenario starts from the seeded database, so a replayed scenario meets the same
@@ -40,3 +43,25 @@ def test_sequences_of_calls_keep_the_contract(api_schema, engine: Engine):
                 conn.execute(delete(study_sessions))
 
     StudySessionsMachine.run(settings=hypothesis.settings(derandomize=True, database=None, deadline=None))
+
+
+def test_sequences_of_calls_keep_the_contract(api_schema, engine: Engine):
+    run_sequences(api_schema, engine)
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        pytest.param(lambda id: id % 2 == 0, id="even ids"),
+        pytest.param(lambda id: id > 2**31 - 1, id="ids past 32 bits"),
+    ],
+)
+def test_the_sequences_catch_a_created_session_that_cannot_be_read(
+    api_schema, engine: Engine, monkeypatch: pytest.MonkeyPatch, lost
+):
+    monkeypatch.setattr(stored, "get", losing_get(lost))
+
+    with pytest.raises(BaseExceptionGroup, match="created_sessions_are_readable") as failed:
+        run_sequences(api_schema, engine)
+
+    assert "answered 201, then GET 404" in str(failed.value)

@@ -34,8 +34,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def service(folder: Path) -> Iterator[str]:
-    """The service as the README starts it, on a free port and a new database in `folder`."""
+def service(folder: Path, command: tuple[str | Path, ...] = (ROOT / "scripts" / "dev", "run")) -> Iterator[str]:
+    """The service as the README starts it (or as `command` does), on a free port and a new
+    database in `folder`."""
     port = free_port()
     env = {
         **os.environ,
@@ -45,9 +46,7 @@ def service(folder: Path) -> Iterator[str]:
         "LOG_LEVEL": "WARNING",
     }
     with (folder / "server.log").open("w") as log:
-        server = subprocess.Popen(
-            [ROOT / "scripts" / "dev", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
             wait_until_up(url, server, folder / "server.log")
@@ -75,22 +74,12 @@ def live_url(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize("base", BASE_PATHS)
-def test_the_schemathesis_cli_finds_no_failure_on_the_live_service(live_url: str, base: str):
-    report = REPORTS / f"schemathesis{base.replace('/', '-')}.xml"
+def schemathesis_cli(url: str, report: Path) -> subprocess.CompletedProcess[str]:
+    """Every default check and phase, and ours (tests/contract_checks.py), with the seed and
+    settings of schemathesis.toml (found in ROOT)."""
     report.unlink(missing_ok=True)
-
-    # Every default check and phase, with the seed and settings of schemathesis.toml (found in ROOT).
-    result = subprocess.run(
-        [
-            BIN / "schemathesis",
-            "run",
-            f"{live_url}{base}/openapi.json",
-            "--report",
-            "junit",
-            "--report-junit-path",
-            report,
-        ],
+    return subprocess.run(
+        [BIN / "schemathesis", "run", f"{url}/openapi.json", "--report", "junit", "--report-junit-path", report],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -98,9 +87,25 @@ def test_the_schemathesis_cli_finds_no_failure_on_the_live_service(live_url: str
         check=False,
     )
 
+
+@pytest.mark.parametrize("base", BASE_PATHS)
+def test_the_schemathesis_cli_finds_no_failure_on_the_live_service(live_url: str, base: str):
+    report = REPORTS / f"schemathesis{base.replace('/', '-')}.xml"
+
+    result = schemathesis_cli(f"{live_url}{base}", report)
+
     assert result.returncode == 0, result.stdout[-8000:]
     assert "Seed: 20261127" in result.stdout
     assert 'failures="0"' in report.read_text() and 'errors="0"' in report.read_text()
+
+
+def test_the_schemathesis_cli_catches_a_created_session_that_cannot_be_read(tmp_path: Path):
+    lossy = (BIN / "python", "-m", "tests.planted.lossy_service")
+    with service(tmp_path, lossy) as url:
+        result = schemathesis_cli(f"{url}/api/v1", tmp_path / "report.xml")
+
+    assert result.returncode != 0
+    assert "Custom check failed: `created_sessions_are_readable`" in result.stdout, result.stdout[-8000:]
 
 
 @pytest.fixture(scope="module")
