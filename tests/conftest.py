@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from starlette.testclient import TestClient
 
-from app import Settings, create_app
+from app import create_app
+from edge.settings import Settings
 from storage import migrate
 from storage.engine import make_engine
 from storage.schema import study_sessions

@@ -12,7 +12,8 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 from sqlalchemy import Engine, delete
 
-from app import BASE_PATHS, Settings, create_app
+from app import BASE_PATHS, create_app
+from edge.settings import Settings
 from storage import study_sessions as stored
 from storage.schema import study_sessions
 from tests.planted.lossy_service import losing_get

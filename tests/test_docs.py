@@ -12,7 +12,8 @@ import yaml
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from app import SPEC, Settings, create_app
+from app import SPEC, create_app
+from edge.settings import Settings
 
 BUILT = Path(__file__).resolve().parent.parent / "build" / "docs" / "index.html"
 

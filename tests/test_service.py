@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from app import DEFAULT_CORS_ORIGINS, Settings, configure_logging
+from edge.logs import configure_logging
+from edge.settings import DEFAULT_CORS_ORIGINS, Settings
 
 
 def test_settings_come_from_the_environment():

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from app import Settings
+from edge.settings import Settings
 from storage.groups import Group
 from storage.study_activities import StudyActivity
 from storage.study_sessions import StudySession

@@ -12,7 +12,9 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 from starlette.types import Message
 
-from app import MAX_BODY_BYTES, Settings, create_app
+from app import create_app
+from edge.middleware import MAX_BODY_BYTES
+from edge.settings import Settings
 from tests.conftest import count_sessions
 
 PROBLEM = "application/problem+json"

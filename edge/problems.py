@@ -1,0 +1,137 @@
+"""Every error as an RFC 9457 problem (`application/problem+json`): the one place where exceptions
+become responses, so that no handler builds an error body by hand."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import yaml
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.problem import problem
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import compile_path
+
+from edge.logs import log, request_id_var
+from storage.errors import Duplicate, NotFound, Unavailable, Unprocessable
+
+RETRY_AFTER_SECONDS = 1
+MAX_MESSAGE_CHARS = 300
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def short(text: str) -> str:
+    """`text`, cut to a length that a problem's `detail` can carry."""
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def invalid(detail: str, errors: list[dict[str, str]]) -> ProblemException:
+    """A 400 that lists every violation, each with a `pointer` or a `parameter`."""
+    return ProblemException(status=400, title="Bad Request", detail=detail, ext={"errors": errors})
+
+
+def invalid_parameters(errors: list[dict[str, str]]) -> ProblemException:
+    return invalid(f"The request's parameters are invalid: {len(errors)} problem(s).", errors)
+
+
+def _problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **ext: Any
+) -> ConnexionResponse:
+    return problem(status=status, title=title, detail=detail, headers=headers, ext=ext or None)
+
+
+def starlette_problem(status: int, title: str, detail: str) -> Response:
+    """A problem for the parts of the app that Starlette answers itself, outside Connexion."""
+    response = _problem(status, title, detail)
+    return Response(response.body, status_code=status, media_type=response.mimetype)
+
+
+def not_found(_request: ConnexionRequest, error: NotFound) -> ConnexionResponse:
+    return _problem(404, "Not Found", str(error))
+
+
+def duplicate(request: ConnexionRequest, error: Duplicate) -> ConnexionResponse:
+    location = f"{request.url.path.rstrip('/')}/{error.existing_id}"
+    return _problem(409, "Conflict", str(error), {"Location": location})
+
+
+def unprocessable(_request: ConnexionRequest, error: Unprocessable) -> ConnexionResponse:
+    errors = [{"detail": v.detail, "pointer": v.pointer} for v in error.violations]
+    return _problem(422, "Unprocessable Content", "The request cannot be applied as it stands.", errors=errors)
+
+
+def unavailable(_request: ConnexionRequest, error: Unavailable) -> ConnexionResponse:
+    log.warning("database unavailable", extra={"error": str(error)})
+    return _problem(
+        503,
+        "Service Unavailable",
+        "The database is unavailable or busy; nothing was stored. Try again shortly.",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def problem_exception(request: ConnexionRequest, error: ProblemException) -> ConnexionResponse:
+    """Connexion's own problems; a 400 always lists its violations, a 5xx tells nothing of its cause."""
+    if error.status >= 500:
+        return internal_error(request, error)
+    if error.status == 400 and not (error.ext or {}).get("errors"):
+        error.ext = {**(error.ext or {}), "errors": [{"detail": str(error.detail), "pointer": ""}]}
+    return error.to_problem()
+
+
+def internal_error(_request: ConnexionRequest, error: Exception) -> ConnexionResponse:
+    request_id = request_id_var.get()
+    log.error("unhandled error", exc_info=error)
+    return _problem(
+        500, "Internal Server Error", f"The server failed to answer; the log has it under request id {request_id}."
+    )
+
+
+class RoutingErrors:
+    """Starlette's own 404 and 405 (from routing) as problems. A 405's `Allow` lists every method
+    the spec gives the path (Starlette names only the first route it matched); a path that fits a
+    spec path but not the type of its parameters (`/study-sessions/abc`) is a 400 naming them."""
+
+    def __init__(self, spec: Path, base_paths: tuple[str, ...]) -> None:
+        paths = yaml.safe_load(spec.read_text())["paths"]
+        self.paths = [
+            (compile_path(base + path)[0], _methods(item)) for base in base_paths for path, item in paths.items()
+        ]
+
+    def __call__(self, request: ConnexionRequest, error: HTTPException) -> ConnexionResponse:
+        if error.status_code not in (404, 405):
+            return _problem(error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail))
+        matched = next(((m, methods) for regex, methods in self.paths if (m := regex.match(request.url.path))), None)
+        if matched is None:
+            if error.status_code == 405:  # a route of our own (the docs, Swagger UI): Starlette knows
+                return _not_allowed(request.method, (error.headers or {}).get("Allow", ""))
+            return _problem(404, "Not Found", "Nothing is at this path.")
+        match, methods = matched
+        if request.method not in methods:
+            return _not_allowed(request.method, ", ".join(methods))
+        values = match.groupdict().items()
+        errors = [{"detail": short(f"{v!r} is not a valid {k}."), "parameter": k} for k, v in values]
+        return invalid_parameters(errors).to_problem()
+
+
+def _methods(path_item: dict[str, Any]) -> list[str]:
+    """The methods a spec path answers: its operations', and HEAD wherever there is GET."""
+    methods = {m.upper() for m in path_item if m in HTTP_METHODS}
+    return sorted(methods | {"HEAD"} if "GET" in methods else methods)
+
+
+def _not_allowed(method: str, allow: str) -> ConnexionResponse:
+    return _problem(405, "Method Not Allowed", f"{method} is not allowed here; use {allow}.", {"Allow": allow})
+
+
+HANDLERS: list[tuple[type[Exception], Any]] = [
+    (NotFound, not_found),
+    (Duplicate, duplicate),
+    (Unprocessable, unprocessable),
+    (Unavailable, unavailable),
+    (ProblemException, problem_exception),
+]
+"""Which exception becomes which problem; routing errors and the catch-all (a 500) come after."""

@@ -1,0 +1,42 @@
+"""What the service is configured with: every environment variable the README lists."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORS_ORIGINS = (
+    "http://localhost:3000,http://127.0.0.1:3000,http://localhost:5173,http://127.0.0.1:5173,"
+    "http://localhost:8080,http://127.0.0.1:8080"
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration; `from_env` reads it from environment variables."""
+
+    database_url: str = "sqlite:///var/study_sessions.db"
+    host: str = "127.0.0.1"
+    port: int = 5000
+    cors_origins: tuple[str, ...] = tuple(DEFAULT_CORS_ORIGINS.split(","))
+    log_level: str = "INFO"
+    db_timeout: float = 5.0
+    validate_responses: bool = False
+    docs_dir: Path = ROOT / "build" / "docs"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        return cls(
+            database_url=env.get("DATABASE_URL", cls.database_url),
+            host=env.get("HOST", cls.host),
+            port=int(env.get("PORT", cls.port)),
+            cors_origins=tuple(
+                o.strip() for o in env.get("CORS_ORIGINS", DEFAULT_CORS_ORIGINS).split(",") if o.strip()
+            ),
+            log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
+            db_timeout=float(env.get("DB_TIMEOUT", cls.db_timeout)),
+            validate_responses=env.get("VALIDATE_RESPONSES", "") in ("1", "true", "yes"),
+        )
