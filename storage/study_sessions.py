@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, exc, func, insert, select
+from sqlalchemy import Connection, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.errors import Duplicate, NotFound, Unavailable, Unprocessable, Violation
+from storage.errors import Duplicate, NotFound, Unprocessable, Violation
 from storage.pages import Page, fetch_page
 from storage.schema import groups, study_activities, study_sessions
 
-MAX_ID = 2**63 - 1
-ID_ATTEMPTS = 5
 MAX_CLOCK_SKEW = timedelta(seconds=300)
 """How far ahead of the server's clock a client's `created_at` may be."""
 
@@ -62,6 +60,18 @@ def parse_created_at(text: str, *, now: datetime) -> datetime:
     return instant
 
 
+_names = (
+    select(groups.c.name, study_activities.c.name)
+    .join_from(groups, study_activities, study_activities.c.id == bindparam("study_activity_id"))
+    .where(groups.c.id == bindparam("group_id"))
+)
+_insert = {
+    dialect: insert(study_sessions).on_conflict_do_nothing(index_elements=["id"]).returning(study_sessions.c.id)
+    for dialect, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
+_exists = select(study_sessions.c.id).where(study_sessions.c.id == bindparam("id"))
+
+
 def create(
     conn: Connection,
     *,
@@ -72,54 +82,33 @@ def create(
 ) -> StudySession:
     """Store a new session; `Duplicate` if `id` is taken, `Unprocessable` if the group or the
     activity does not exist. Nothing is stored when it raises."""
-    if id is not None and _exists(conn, id):
+    names = conn.execute(_names, {"group_id": group_id, "study_activity_id": study_activity_id}).first()
+    if names is not None:
+        values = {"id": id, "group_id": group_id, "study_activity_id": study_activity_id, "created_at": created_at}
+        stored = conn.execute(_insert[conn.dialect.name], values).scalar()
+        if stored is not None:
+            return StudySession(stored, group_id, names[0], study_activity_id, names[1], created_at)
+    # Nothing stored: say why, a taken id first.
+    if id is not None and conn.execute(_exists, {"id": id}).first() is not None:
         raise Duplicate(f"Study session {id} already exists.", existing_id=id)
-    group_name = conn.execute(select(groups.c.name).where(groups.c.id == group_id)).scalar()
-    activity_name = conn.execute(
-        select(study_activities.c.name).where(study_activities.c.id == study_activity_id)
-    ).scalar()
+    raise Unprocessable(_unknown_references(conn, group_id, study_activity_id))
+
+
+def _unknown_references(conn: Connection, group_id: int, study_activity_id: int) -> list[Violation]:
     missing = []
-    if group_name is None:
+    if conn.execute(select(groups.c.id).where(groups.c.id == group_id)).first() is None:
         missing.append(Violation("/group_id", f"There is no group with id {group_id}."))
-    if activity_name is None:
+    if conn.execute(select(study_activities.c.id).where(study_activities.c.id == study_activity_id)).first() is None:
         missing.append(Violation("/study_activity_id", f"There is no study activity with id {study_activity_id}."))
-    if group_name is None or activity_name is None:
-        raise Unprocessable(missing)
-    values = {"group_id": group_id, "study_activity_id": study_activity_id, "created_at": created_at}
-    for _attempt in range(ID_ATTEMPTS):
-        chosen = id if id is not None else _free_id(conn)
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(study_sessions).values(id=chosen, **values))
-        except exc.IntegrityError:
-            if not _exists(conn, chosen):
-                raise  # not the key: a reference vanished under us, which nothing here does
-            if id is not None:
-                raise Duplicate(f"Study session {id} already exists.", existing_id=id) from None
-            continue  # a concurrent writer took the id we picked: pick again
-        return StudySession(chosen, group_id, group_name, study_activity_id, activity_name, created_at)
-    raise Unavailable(f"No free id found in {ID_ATTEMPTS} attempts; too many concurrent writers.")
+    return missing
 
 
-def _free_id(conn: Connection) -> int:
-    """The largest id plus one or, once MAX_ID is taken, a random free one (SQLite's rowid rule,
-    on every dialect): so a client-chosen id never makes a server-picked one collide."""
-    top = conn.execute(select(func.max(study_sessions.c.id))).scalar() or 0
-    if top < MAX_ID:
-        return int(top) + 1
-    while True:
-        candidate = secrets.randbelow(MAX_ID) + 1
-        if not _exists(conn, candidate):
-            return candidate
-
-
-def _exists(conn: Connection, id: int) -> bool:
-    return conn.execute(select(study_sessions.c.id).where(study_sessions.c.id == id)).first() is not None
+_by_id = _joined.where(study_sessions.c.id == bindparam("id"))
 
 
 def get(conn: Connection, id: int) -> StudySession:
     """The session `id`; `NotFound` if there is none."""
-    row = conn.execute(_joined.where(study_sessions.c.id == id)).first()
+    row = conn.execute(_by_id, {"id": id}).first()
     if row is None:
         raise NotFound(f"There is no study session with id {id}.")
     return _from_row(row)
