@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
 from edge import problems
+from edge.connexion_internals import AsyncApp
 from edge.docs import docs_site
 from edge.logs import configure_logging, log
 from edge.middleware import CORS, NoSlashRedirects, RequestBody, RequestLog, StampRequestId
@@ -21,7 +22,8 @@ from edge.resolver import BoundResolver
 from edge.settings import Settings
 from edge.validation import VALIDATORS
 from storage import migrate
-from storage.engine import make_engine
+from storage.database import Database
+from storage.engine import POOL_SIZE, make_engine
 
 SPEC = Path(__file__).resolve().parent / "openapi" / "openapi.yaml"
 BASE_PATHS = ("/api/v1", "/api")
@@ -31,13 +33,14 @@ BASE_PATHS = ("/api/v1", "/api")
 def create_app(settings: Settings, engine: Engine | None = None) -> connexion.AsyncApp:
     """The service for `settings`, on `engine` if given (else one made from the settings)."""
     engine = engine or make_engine(settings.database_url, busy_timeout=settings.db_timeout)
-    app = connexion.AsyncApp(__name__, specification_dir=SPEC.parent)
+    db = Database(engine, readers=POOL_SIZE - 1, timeout=settings.db_timeout)
+    app = AsyncApp(__name__, specification_dir=SPEC.parent)
     for base_path in BASE_PATHS:
         app.add_api(
             SPEC.name,
             base_path=base_path,
             name=base_path,
-            resolver=BoundResolver(db=engine, base_path=base_path),
+            resolver=BoundResolver(db=db, base_path=base_path),
             strict_validation=True,
             validate_responses=settings.validate_responses,
             validator_map=VALIDATORS,

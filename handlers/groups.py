@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine
-
 from handlers import shape
 from storage import groups
-from storage.engine import transaction
+from storage.database import Database
 
 
-def list_groups(db: Engine, page: int = 1, per_page: int = 10) -> tuple[dict[str, Any], int, dict[str, str]]:
-    with transaction(db) as conn:
-        return shape.page(groups.list_page(conn, page=page, per_page=per_page)), 200, shape.JSON
+async def list_groups(db: Database, page: int = 1, per_page: int = 10) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return shape.page(await db.read(groups.list_page, page=page, per_page=per_page)), 200, shape.JSON

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +18,12 @@ def instant(value: datetime) -> str:
 
 
 def item(value: Any) -> dict[str, Any]:
-    """A stored record as a JSON object; its datetimes as RFC 3339 UTC strings."""
-    return {k: instant(v) if isinstance(v, datetime) else v for k, v in asdict(value).items()}
+    """A stored record (a flat dataclass) as a JSON object; its datetimes as RFC 3339 UTC strings."""
+    names = _names.get(type(value)) or _names.setdefault(type(value), tuple(f.name for f in fields(value)))
+    return {k: instant(v) if isinstance(v, datetime) else v for k in names for v in (getattr(value, k),)}
+
+
+_names: dict[type, tuple[str, ...]] = {}
 
 
 def page(value: Page[Any]) -> dict[str, Any]:

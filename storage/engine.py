@@ -14,27 +14,29 @@ from sqlalchemy.engine import make_url
 
 from storage.errors import Unavailable
 
-POOL_SIZE = 40
-"""SQLite connections: as many as the thread pool that runs the handlers has threads (anyio's
-default), so that a reader never waits for a connection that a queued writer holds."""
+POOL_SIZE = 5
+"""Connections per process: storage.database runs one thread per connection."""
 
 
-def make_engine(url: str, *, busy_timeout: float = 5.0) -> Engine:
-    """An engine for `url`; a SQLite file gets WAL, synchronous=FULL, enforced foreign keys and a
-    busy timeout of `busy_timeout` seconds, and its folder is made on first connect."""
+def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SIZE) -> Engine:
+    """An engine for `url` with at most `pool_size` connections; a SQLite file gets WAL,
+    synchronous=FULL, enforced foreign keys and a busy timeout of `busy_timeout` seconds, and its
+    folder is made on first connect."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        # Pool size for a server database is a deployment choice (connections per worker times
-        # workers must fit the server's limit); waiting for one is bounded like everything else.
+        # Connections per worker times workers must fit the server's limit; waiting for one is
+        # bounded like everything else.
         return create_engine(
             url,
+            pool_size=pool_size,
+            max_overflow=0,
             pool_pre_ping=True,
             pool_timeout=busy_timeout,
             connect_args={"connect_timeout": max(1, round(busy_timeout))},
         )
     # Waiting for a pooled connection is bounded like waiting for a lock: past it, Unavailable.
     engine = create_engine(
-        url, pool_size=POOL_SIZE, max_overflow=0, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout}
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout}
     )
     _configure_sqlite(engine, busy_timeout, parsed.database)
     return engine
@@ -68,14 +70,21 @@ def _configure_sqlite(engine: Engine, busy_timeout: float, path: str | None) -> 
 
 @contextmanager
 def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
-    """One transaction, committed when the block ends and rolled back if it raises; a database
-    that cannot be reached or stays locked raises `Unavailable`."""
+    """One transaction on a connection of its own, committed when the block ends and rolled back
+    if it raises; a database that cannot be reached or stays locked raises `Unavailable`."""
+    with outages_as_unavailable(), engine.connect() as conn:
+        if write:
+            conn.execution_options(write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def outages_as_unavailable() -> Iterator[None]:
+    """Turns the driver's "the database cannot serve now" into `Unavailable`; any other error
+    (a mistake in the schema or the SQL) goes on as it is."""
     try:
-        with engine.connect() as conn:
-            if write:
-                conn.execution_options(write=True)
-            with conn.begin():
-                yield conn
+        yield
     except exc.TimeoutError as error:  # no pooled connection came free in time
         raise Unavailable(str(error)) from error
     except (exc.OperationalError, exc.InterfaceError) as error:

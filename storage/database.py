@@ -1,0 +1,84 @@
+"""The database as the asynchronous service sees it: each transaction runs on a thread of this
+process's own, so that a slow or locked database holds a thread, never the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from storage.engine import outages_as_unavailable
+from storage.errors import Unavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Database:
+    """Runs `work(conn, ...)` in one transaction on a thread of this process, each thread keeping
+    one connection for its life (a connection lost on the way is replaced on the thread's next
+    transaction).
+
+    On SQLite, writes queue for one writer thread (the file takes one writer at a time, and a
+    queue in the process hands over at once where SQLite's busy handler would sleep), and reads
+    share `readers` threads; on a server database, reads and writes share the `readers` threads.
+    A transaction that waited `timeout` seconds for its thread is not started: it raises
+    `Unavailable`, and nothing is stored."""
+
+    def __init__(self, engine: Engine, *, readers: int, timeout: float) -> None:
+        self.engine = engine
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connections: list[Connection] = []
+        self._lock = threading.Lock()
+        self._reads = ThreadPoolExecutor(readers, thread_name_prefix="db")
+        one_writer = engine.dialect.name == "sqlite"
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="db-write") if one_writer else self._reads
+
+    async def read(self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`work`'s answer, from a read-only transaction."""
+        return await self._run(self._reads, False, work, *args, **kwargs)
+
+    async def write(self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`work`'s answer, from a transaction that may write; committed before this returns."""
+        return await self._run(self._writes, True, work, *args, **kwargs)
+
+    async def _run(
+        self, pool: ThreadPoolExecutor, write: bool, work: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        queued = time.monotonic()
+
+        def run() -> T:
+            if time.monotonic() - queued > self.timeout:
+                raise Unavailable(f"no database thread came free in {self.timeout} s")
+            with outages_as_unavailable():
+                conn = self._connection(write)
+                with conn.begin():
+                    return work(conn, *args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(pool, run)
+
+    def _connection(self, write: bool) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.engine.connect()
+            if write:
+                conn.execution_options(write=True)
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Let the threads finish what they started, then close every connection."""
+        self._writes.shutdown()
+        self._reads.shutdown()
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self.engine.dispose()
