@@ -67,9 +67,7 @@ class _Operation(AsyncOperation):
 
 class _Api(AsyncApi):
     def make_operation(self, operation: AbstractOperation) -> AsyncOperation:
-        return _Operation(
-            operation.function, operation, jsonifier=self.jsonifier, pythonic_params=self.pythonic_params
-        )
+        return _Operation(operation.function, operation, jsonifier=self.jsonifier, pythonic_params=self.pythonic_params)
 
 
 class _ASGIApp(AsyncASGIApp):

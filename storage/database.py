@@ -48,9 +48,7 @@ class Database:
         """`work`'s answer, from a transaction that may write; committed before this returns."""
         return await self._run(self._writes, True, work, *args, **kwargs)
 
-    async def _run(
-        self, pool: ThreadPoolExecutor, write: bool, work: Callable[..., T], *args: Any, **kwargs: Any
-    ) -> T:
+    async def _run(self, pool: ThreadPoolExecutor, write: bool, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         queued = time.monotonic()
 
         def run() -> T:

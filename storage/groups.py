@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
-from storage.pages import Page, fetch_page
+from storage.pages import Page, count_of, fetch_page, paged
 from storage.schema import groups
 
 
@@ -16,7 +16,10 @@ class Group:
     name: str
 
 
+_by_id = select(groups.c.id, groups.c.name).order_by(groups.c.id)
+_page, _total = paged(_by_id), count_of(_by_id)
+
+
 def list_page(conn: Connection, *, page: int, per_page: int) -> Page[Group]:
     """Groups by id."""
-    query = select(groups.c.id, groups.c.name).order_by(groups.c.id)
-    return fetch_page(conn, query, page=page, per_page=per_page, to_item=lambda row: Group(**row._mapping))
+    return fetch_page(conn, _page, _total, page=page, per_page=per_page, to_item=lambda row: Group(**row._mapping))

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, Table, bindparam, func, select
+
+from storage.schema import row_counts
 
 T = TypeVar("T")
 
@@ -28,12 +30,29 @@ class Page(Generic[T]):
 def fetch_page(
     conn: Connection,
     query: Select[Any],
+    total: Select[Any],
     *,
     page: int,
     per_page: int,
     to_item: Callable[[Any], T],
 ) -> Page[T]:
-    """The page of `query` (already ordered) numbered `page`, from 1."""
-    total = conn.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
-    rows = conn.execute(query.limit(per_page).offset((page - 1) * per_page))
-    return Page([to_item(row) for row in rows], total, page, per_page)
+    """The page numbered `page` (from 1) of `query`, an ordered query whose range of rows is the
+    bound parameters `limit` and `offset` (see `paged`), in a list as long as `total` answers."""
+    rows = conn.execute(query, {"limit": per_page, "offset": (page - 1) * per_page})
+    return Page([to_item(row) for row in rows], conn.execute(total).scalar_one(), page, per_page)
+
+
+def paged(query: Select[Any]) -> Select[Any]:
+    """`query` limited to the rows that `fetch_page` asks for."""
+    return query.limit(bindparam("limit")).offset(bindparam("offset"))
+
+
+def count_of(query: Select[Any]) -> Select[Any]:
+    """How many rows `query` has, counted."""
+    return select(func.count()).select_from(query.order_by(None).subquery())
+
+
+def counted(table: Table) -> Select[Any]:
+    """How many rows `table` has, as its triggers keep it in row_counts (one row to read, where
+    count(*) reads them all)."""
+    return select(func.coalesce(func.sum(row_counts.c.n), 0)).where(row_counts.c.table_name == table.name)

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.errors import Duplicate, NotFound, Unprocessable, Violation
-from storage.pages import Page, fetch_page
+from storage.pages import Page, counted, fetch_page, paged
 from storage.schema import groups, study_activities, study_sessions
 
 MAX_CLOCK_SKEW = timedelta(seconds=300)
@@ -116,5 +116,12 @@ def get(conn: Connection, id: int) -> StudySession:
 
 def list_page(conn: Connection, *, page: int, per_page: int) -> Page[StudySession]:
     """Sessions newest first (by `created_at`, then by `id`)."""
-    query = _joined.order_by(study_sessions.c.created_at.desc(), study_sessions.c.id.desc())
-    return fetch_page(conn, query, page=page, per_page=per_page, to_item=_from_row)
+    return fetch_page(conn, _newest_first, _total, page=page, per_page=per_page, to_item=_from_row)
+
+
+_order = (study_sessions.c.created_at.desc(), study_sessions.c.id.desc())
+# The page's ids first, from the (created_at, id) index alone, then the joins for those rows
+# only: a deep page skips index entries, not joined rows.
+_page_ids = paged(select(study_sessions.c.id).order_by(*_order)).subquery()
+_newest_first = _joined.join(_page_ids, _page_ids.c.id == study_sessions.c.id).order_by(*_order)
+_total = counted(study_sessions)

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 
-from storage import migrate, study_sessions
+from storage import migrate, schema, study_sessions
 from storage.engine import make_engine, transaction
 from storage.errors import Duplicate, NotFound, Unavailable, Unprocessable
 from storage.pages import Page
@@ -134,3 +134,22 @@ def test_concurrent_writers_each_get_their_own_id(settings):
     assert sorted(ids) == list(range(1, 81))
     assert count_sessions(engine) == 80
     engine.dispose()
+
+
+def test_a_list_total_follows_creates_refusals_and_deletes_without_counting_the_table(engine: Engine):
+    with transaction(engine, write=True) as conn:
+        for id in (3, 1, 2):
+            study_sessions.create(conn, id=id, group_id=1, study_activity_id=1, created_at=NOW)
+    with pytest.raises(Duplicate), transaction(engine, write=True) as conn:
+        study_sessions.create(conn, id=3, group_id=2, study_activity_id=2, created_at=NOW)
+    with transaction(engine, write=True) as conn:
+        conn.execute(delete(schema.study_sessions).where(schema.study_sessions.c.id == 1))
+        study_sessions.create(conn, group_id=2, study_activity_id=2, created_at=NOW)
+
+    with transaction(engine) as conn:
+        listed = study_sessions.list_page(conn, page=1, per_page=2)
+        kept = conn.execute(select(schema.row_counts.c.n)).scalars().all()
+
+    assert (listed.total, listed.total_pages) == (3, 2)
+    assert count_sessions(engine) == 3
+    assert kept == [3]
