@@ -5,6 +5,8 @@ the HTTP edge (edge/), the handlers (handlers/) and the database (storage/).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import connexion
@@ -34,7 +36,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
     """The service for `settings`, on `engine` if given (else one made from the settings)."""
     engine = engine or make_engine(settings.database_url, busy_timeout=settings.db_timeout)
     db = Database(engine, readers=POOL_SIZE - 1, timeout=settings.db_timeout)
-    app = AsyncApp(__name__, specification_dir=SPEC.parent)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: object) -> AsyncIterator[None]:
+        yield
+        db.close()  # after the server has drained its requests: finish, then hang up
+
+    app = AsyncApp(__name__, specification_dir=SPEC.parent, lifespan=lifespan)
     for base_path in BASE_PATHS:
         app.add_api(
             SPEC.name,

@@ -19,27 +19,51 @@ POOL_SIZE = 5
 
 
 def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SIZE) -> Engine:
-    """An engine for `url` with at most `pool_size` connections; a SQLite file gets WAL,
-    synchronous=FULL, enforced foreign keys and a busy timeout of `busy_timeout` seconds, and its
-    folder is made on first connect."""
+    """An engine for `url` with at most `pool_size` connections, where waiting for a connection,
+    a lock or an answer is bounded by `busy_timeout` seconds (then `Unavailable`).
+
+    A SQLite file gets WAL, synchronous=FULL and enforced foreign keys, and its folder is made on
+    first connect. PostgreSQL (`postgresql+psycopg://`) gets a statement timeout and TCP
+    timeouts, and no server-side prepared statements, so that it works behind PgBouncer in
+    transaction pooling mode."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        # Connections per worker times workers must fit the server's limit; waiting for one is
-        # bounded like everything else.
-        return create_engine(
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(
             url,
             pool_size=pool_size,
             max_overflow=0,
-            pool_pre_ping=True,
             pool_timeout=busy_timeout,
-            connect_args={"connect_timeout": max(1, round(busy_timeout))},
+            connect_args={
+                "connect_timeout": max(1, round(busy_timeout)),
+                # A server that stops answering (gone, or cut off) fails the request instead of
+                # holding it: unacknowledged data times out, and an idle connection is probed.
+                "tcp_user_timeout": int(busy_timeout * 1000),
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 2,
+                "keepalives_count": 3,
+                "prepare_threshold": None,
+            },
         )
+        _configure_postgresql(engine, busy_timeout)
+        return engine
     # Waiting for a pooled connection is bounded like waiting for a lock: past it, Unavailable.
     engine = create_engine(
         url, pool_size=pool_size, max_overflow=0, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout}
     )
     _configure_sqlite(engine, busy_timeout, parsed.database)
     return engine
+
+
+def _configure_postgresql(engine: Engine, timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Bounds a statement that waits for a lock or runs long. Behind PgBouncer in transaction
+        # mode a session setting may land on another server connection: set PgBouncer's own
+        # query_timeout there (docs/scaling.md).
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {int(timeout * 1000)}")
+        dbapi_connection.commit()
 
 
 def _configure_sqlite(engine: Engine, busy_timeout: float, path: str | None) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Select, Table, bindparam, func, select
+from sqlalchemy import BigInteger, Connection, Select, Table, bindparam, cast, func, select
 
 from storage.schema import row_counts
 
@@ -55,4 +55,5 @@ def count_of(query: Select[Any]) -> Select[Any]:
 def counted(table: Table) -> Select[Any]:
     """How many rows `table` has, as its triggers keep it in row_counts (one row to read, where
     count(*) reads them all)."""
-    return select(func.coalesce(func.sum(row_counts.c.n), 0)).where(row_counts.c.table_name == table.name)
+    total = cast(func.coalesce(func.sum(row_counts.c.n), 0), BigInteger())  # PostgreSQL sums to numeric
+    return select(total).where(row_counts.c.table_name == table.name)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, Sequence, String, Table
 
 from storage.types import UTCDateTime
 
-# A 64-bit key; SQLite wants exactly INTEGER to make it the rowid. storage.study_sessions picks
-# server-side ids itself, the same way on every dialect.
+# A 64-bit key; SQLite wants exactly INTEGER to make it the rowid, which picks server-side ids.
 Key = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData(
@@ -33,6 +32,9 @@ study_activities = Table(
     Column("url", String(2000), nullable=False),
     Column("preview_url", String(2000), nullable=False),
 )
+
+study_sessions_id_seq = Sequence("study_sessions_id_seq", metadata=metadata)
+"""PostgreSQL only (migration 0003): where storage.study_sessions takes the ids the server picks."""
 
 study_sessions = Table(
     "study_sessions",

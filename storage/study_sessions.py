@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import BigInteger, Connection, bindparam, case, cast, column, func, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.errors import Duplicate, NotFound, Unprocessable, Violation
 from storage.pages import Page, counted, fetch_page, paged
-from storage.schema import groups, study_activities, study_sessions
+from storage.schema import groups, study_activities, study_sessions, study_sessions_id_seq
 
 MAX_CLOCK_SKEW = timedelta(seconds=300)
 """How far ahead of the server's clock a client's `created_at` may be."""
@@ -60,16 +60,39 @@ def parse_created_at(text: str, *, now: datetime) -> datetime:
     return instant
 
 
+MAX_ID = 2**63 - 1
+SEQUENCE_END = MAX_ID - 1_000_000
+"""On PostgreSQL, where the sequence stops and server-picked ids become random free ones (as
+SQLite's rowid does at MAX_ID): short of MAX_ID, so that concurrent writers never run it out."""
+
 _names = (
     select(groups.c.name, study_activities.c.name)
     .join_from(groups, study_activities, study_activities.c.id == bindparam("study_activity_id"))
     .where(groups.c.id == bindparam("group_id"))
 )
-_insert = {
-    dialect: insert(study_sessions).on_conflict_do_nothing(index_elements=["id"]).returning(study_sessions.c.id)
-    for dialect, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
-}
 _exists = select(study_sessions.c.id).where(study_sessions.c.id == bindparam("id"))
+
+# SQLite: an id of NULL makes the database pick (its rowid rule). PostgreSQL: the sequence, moved
+# past client-chosen ids (_advance); one a client took meanwhile inserts nothing, and the next
+# value is tried: each try takes a new value, so it ends.
+_sequence = table("study_sessions_id_seq", column("last_value", BigInteger()))
+_last_value = select(_sequence.c.last_value).scalar_subquery()
+_next_id = case(
+    (_last_value < SEQUENCE_END, study_sessions_id_seq.next_value()),
+    else_=cast(1 + func.floor(func.random() * (MAX_ID - 1)), BigInteger()),
+)
+_pg_insert = postgresql.insert(study_sessions)
+_inserts = {
+    key: insert.returning(study_sessions.c.id)
+    for key, insert in (
+        (("sqlite", False), sqlite.insert(study_sessions).on_conflict_do_nothing(index_elements=["id"])),
+        (("postgresql", False), _pg_insert.on_conflict_do_nothing(index_elements=["id"])),
+        (("postgresql", True), _pg_insert.values(id=_next_id).on_conflict_do_nothing(index_elements=["id"])),
+    )
+}
+_advance = select(func.setval(study_sessions_id_seq.name, bindparam("id"))).where(
+    bindparam("id") > _last_value, bindparam("id") < SEQUENCE_END
+)
 
 
 def create(
@@ -83,15 +106,21 @@ def create(
     """Store a new session; `Duplicate` if `id` is taken, `Unprocessable` if the group or the
     activity does not exist. Nothing is stored when it raises."""
     names = conn.execute(_names, {"group_id": group_id, "study_activity_id": study_activity_id}).first()
-    if names is not None:
-        values = {"id": id, "group_id": group_id, "study_activity_id": study_activity_id, "created_at": created_at}
-        stored = conn.execute(_insert[conn.dialect.name], values).scalar()
-        if stored is not None:
-            return StudySession(stored, group_id, names[0], study_activity_id, names[1], created_at)
-    # Nothing stored: say why, a taken id first.
-    if id is not None and conn.execute(_exists, {"id": id}).first() is not None:
-        raise Duplicate(f"Study session {id} already exists.", existing_id=id)
-    raise Unprocessable(_unknown_references(conn, group_id, study_activity_id))
+    if names is None:
+        if id is not None and conn.execute(_exists, {"id": id}).first() is not None:
+            raise Duplicate(f"Study session {id} already exists.", existing_id=id)  # 409 before 422
+        raise Unprocessable(_unknown_references(conn, group_id, study_activity_id))
+    postgres = conn.dialect.name == "postgresql"
+    insert = _inserts[conn.dialect.name, postgres and id is None]
+    values = {"id": id, "group_id": group_id, "study_activity_id": study_activity_id, "created_at": created_at}
+    stored = conn.execute(insert, values).scalar()
+    while stored is None and id is None and postgres:
+        stored = conn.execute(insert, values).scalar()
+    if stored is None:
+        raise Duplicate(f"Study session {id} already exists.", existing_id=id or 0)
+    if id is not None and postgres:
+        conn.execute(_advance, {"id": id})
+    return StudySession(stored, group_id, names[0], study_activity_id, names[1], created_at)
 
 
 def _unknown_references(conn: Connection, group_id: int, study_activity_id: int) -> list[Violation]:

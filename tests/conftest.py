@@ -1,12 +1,19 @@
-"""Fixtures: a migrated and seeded SQLite file per test, and the service on it."""
+"""Fixtures: a migrated and seeded database per test, on each backend (a SQLite file, and a new
+PostgreSQL database made from a migrated template), and the service on it.
+
+PostgreSQL is the server that TEST_POSTGRESQL_URL names (the one on 127.0.0.1:5432 by default).
+Where it cannot be reached the PostgreSQL half is skipped, saying why, except in CI (CI=true),
+where that is a failure. A test marked `backends("sqlite")` runs on the backends it names only."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, create_engine, func, make_url, select, text
 from starlette.testclient import TestClient
 
 from app import create_app
@@ -15,16 +22,79 @@ from storage import migrate
 from storage.engine import make_engine
 from storage.schema import study_sessions
 
+BACKENDS = ("sqlite", "postgresql")
+POSTGRESQL_URL = os.environ.get("TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TEMPLATE = f"study_sessions_template_{os.getpid()}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends(*names): run on these backends only (sqlite, postgresql)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        metafunc.parametrize("backend", marker.args if marker else BACKENDS, scope="function")
+
+
+def admin_engine() -> Engine:
+    """PostgreSQL's server, to make and drop databases (outside transactions)."""
+    return create_engine(POSTGRESQL_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+
+
+def drop_database(admin: Engine, name: str) -> None:
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgresql_template() -> Iterator[str]:
+    """A migrated and seeded PostgreSQL database that each test's database is copied from."""
+    admin = admin_engine()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{TEMPLATE}"'))
+    except Exception as error:  # noqa: BLE001 - any failure to reach the server says the same
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {POSTGRESQL_URL} is needed in CI: {error}")
+        pytest.skip(f"PostgreSQL at {POSTGRESQL_URL} cannot be reached: {type(error).__name__}")
+    engine = make_engine(make_url(POSTGRESQL_URL).set(database=TEMPLATE).render_as_string(hide_password=False))
+    migrate.upgrade(engine)
+    migrate.seed(engine)
+    engine.dispose()
+    yield TEMPLATE
+    drop_database(admin, TEMPLATE)
+    admin.dispose()
+
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path}/study.db", db_timeout=0.2, validate_responses=True)
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, migrated and seeded database on `backend`, dropped after the test."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/study.db"
+        return
+    template = request.getfixturevalue("postgresql_template")
+    name = f"study_sessions_test_{uuid.uuid4().hex[:12]}"
+    admin = admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY'))
+    yield make_url(POSTGRESQL_URL).set(database=name).render_as_string(hide_password=False)
+    drop_database(admin, name)
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, backend: str) -> Settings:
+    # Short, so that a test of a locked SQLite file is quick; a PostgreSQL connection, made over
+    # TCP on a loaded machine, can take longer than that to open.
+    timeout = 0.2 if backend == "sqlite" else 2.0
+    return Settings(database_url=database_url, db_timeout=timeout, validate_responses=True)
 
 
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     engine = make_engine(settings.database_url, busy_timeout=settings.db_timeout)
-    migrate.upgrade(engine)
+    migrate.upgrade(engine)  # a no-op on a copy of the template
     migrate.seed(engine)
     yield engine
     engine.dispose()

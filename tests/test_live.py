@@ -34,14 +34,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def service(folder: Path, command: tuple[str | Path, ...] = (ROOT / "scripts" / "dev", "run")) -> Iterator[str]:
-    """The service as the README starts it (or as `command` does), on a free port and a new
-    database in `folder`."""
+def service(
+    folder: Path, database_url: str, command: tuple[str | Path, ...] = (ROOT / "scripts" / "dev", "run")
+) -> Iterator[str]:
+    """The service as the README starts it (or as `command` does), on a free port and the new
+    database `database_url`, its log in `folder`."""
     port = free_port()
     env = {
         **os.environ,
         "PORT": str(port),
-        "DATABASE_URL": f"sqlite:///{folder}/study.db",
+        "DATABASE_URL": database_url,
         "VALIDATE_RESPONSES": "1",
         "LOG_LEVEL": "WARNING",
     }
@@ -69,8 +71,8 @@ def wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture
-def live_url(tmp_path: Path) -> Iterator[str]:
-    with service(tmp_path) as url:
+def live_url(tmp_path: Path, database_url: str) -> Iterator[str]:
+    with service(tmp_path, database_url) as url:
         yield url
 
 
@@ -89,8 +91,8 @@ def schemathesis_cli(url: str, report: Path) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.parametrize("base", BASE_PATHS)
-def test_the_schemathesis_cli_finds_no_failure_on_the_live_service(live_url: str, base: str):
-    report = REPORTS / f"schemathesis{base.replace('/', '-')}.xml"
+def test_the_schemathesis_cli_finds_no_failure_on_the_live_service(live_url: str, base: str, backend: str):
+    report = REPORTS / f"schemathesis{base.replace('/', '-')}-{backend}.xml"
 
     result = schemathesis_cli(f"{live_url}{base}", report)
 
@@ -99,9 +101,9 @@ def test_the_schemathesis_cli_finds_no_failure_on_the_live_service(live_url: str
     assert 'failures="0"' in report.read_text() and 'errors="0"' in report.read_text()
 
 
-def test_the_schemathesis_cli_catches_a_created_session_that_cannot_be_read(tmp_path: Path):
+def test_the_schemathesis_cli_catches_a_created_session_that_cannot_be_read(tmp_path: Path, database_url: str):
     lossy = (BIN / "python", "-m", "tests.planted.lossy_service")
-    with service(tmp_path, lossy) as url:
+    with service(tmp_path, database_url, lossy) as url:
         result = schemathesis_cli(f"{url}/api/v1", tmp_path / "report.xml")
 
     assert result.returncode != 0

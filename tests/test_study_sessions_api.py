@@ -331,6 +331,7 @@ def test_a_created_at_a_little_ahead_of_the_clock_is_accepted(client: TestClient
 # When the database fails --------------------------------------------------------------------
 
 
+@pytest.mark.backends("sqlite")
 def test_a_locked_database_is_503_with_retry_after_and_stores_nothing(
     client: TestClient, settings: Settings, engine: Engine
 ):
