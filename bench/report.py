@@ -159,13 +159,14 @@ def setting_tables(samples: Sequence[Sample]) -> list[Table]:
 def summary_table(samples: Sequence[Sample]) -> Table:
     """Every setting on one line: the service's req/s and p99, beside the peers'."""
     rows = []
-    for (_backend, _sessions, workers, connections, workload), by_app in grouped(samples).items():
+    for (_backend, sessions, workers, connections, workload), by_app in grouped(samples).items():
         rows_by_app = {app: Row.of(app_samples) for app, app_samples in by_app.items()}
         service, bare, fastapi = (rows_by_app.get(name) for name in ("service", "bare", "FastAPI"))
         if service is None or bare is None or fastapi is None:
             continue
         rows.append(
             [
+                f"{sessions:,}",
                 str(workers),
                 str(connections),
                 workload,
@@ -182,6 +183,7 @@ def summary_table(samples: Sequence[Sample]) -> Table:
     return Table(
         "Summary (medians)",
         [
+            "sessions",
             "workers",
             "connections",
             "workload",
@@ -310,6 +312,7 @@ def header(facts: dict[str, str], command: str, date: datetime, markdown: bool) 
         f"Date: {date.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
     ]
     if markdown:
+        lines[2] = f"Command: `{command}`"
         return "\n".join(f"- {line}" for line in lines) + "\n"
     return "\n".join(lines) + "\n"
 
