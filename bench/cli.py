@@ -245,9 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     wrk_path()
     command = " ".join([os.environ.get("BENCH_INVOKED_AS", "python -m bench"), *map(shlex.quote, sys.argv[1:])])
     date = datetime.now(UTC)
-    facts = report.machine()
-    print(report.header(facts, command, date, args.markdown), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        facts = report.machine(Path(tmp))
+        print(report.header(facts, command, date, args.markdown), flush=True)
         bench = Bench(args, backend_for(os.environ.get("DATABASE_URL"), Path(tmp)), Path(tmp))
         try:
             if args.mode == "memory":

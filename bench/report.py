@@ -271,8 +271,8 @@ def render(table: Table, markdown: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def machine() -> dict[str, str]:
-    """The machine and the software the figures are for."""
+def machine(folder: Path) -> dict[str, str]:
+    """The machine and the software the figures are for; `folder` holds the databases."""
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
     meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
@@ -286,7 +286,19 @@ def machine() -> dict[str, str]:
         "wrk": _wrk_version(),
         "packages": ", ".join(f"{name} {_version(name)}" for name in PACKAGES),
         "os": platform.platform(),
+        "disk": f"{folder.parent} on {_filesystem(folder)}",
     }
+
+
+def _filesystem(folder: Path) -> str:
+    """The type of the file system `folder` is on (the longest mount point above it)."""
+    mounts = Path("/proc/mounts").read_text().splitlines() if Path("/proc/mounts").exists() else []
+    found = ("", "unknown")
+    for line in mounts:
+        _device, point, kind, *_ = line.split()
+        if str(folder.resolve()).startswith(point) and len(point) > len(found[0]):
+            found = (point, kind)
+    return found[1]
 
 
 def _version(package: str) -> str:
@@ -307,12 +319,13 @@ def _wrk_version() -> str:
 def header(facts: dict[str, str], command: str, date: datetime, markdown: bool) -> str:
     lines = [
         f"Machine: {facts['nproc']} cores (nproc), {facts['cpu']}, {facts['ram']} RAM, {facts['os']}",
+        f"Databases: SQLite files in {facts['disk']}",
         f"Software: Python {facts['python']}, SQLite {facts['sqlite']}, {facts['wrk']}; {facts['packages']}",
         f"Command: {command}",
         f"Date: {date.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
     ]
     if markdown:
-        lines[2] = f"Command: `{command}`"
+        lines[3] = f"Command: `{command}`"
         return "\n".join(f"- {line}" for line in lines) + "\n"
     return "\n".join(lines) + "\n"
 
