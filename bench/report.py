@@ -109,7 +109,10 @@ def grouped(samples: Sequence[Sample]) -> dict[tuple[str, int, int, int, str], d
 
 
 def _ratio(value: float, base: float | None) -> str:
-    return f"{value / base:.2f}x" if base else "-"
+    if not base:
+        return "-"
+    ratio = value / base
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
 
 
 def setting_tables(samples: Sequence[Sample]) -> list[Table]:
