@@ -254,9 +254,11 @@ def scale_table(samples: Sequence[Sample], small: int, big: int) -> Table:
 
 
 def render(table: Table, markdown: bool) -> str:
+    # Words to the left, figures to the right.
+    left = [not any(row[i][:1].isdigit() for row in table.rows) for i in range(len(table.headers))]
     if markdown:
         lines = [f"### {table.title}", "", "| " + " | ".join(table.headers) + " |"]
-        lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(table.headers))) + "|")
+        lines.append("|" + "|".join("---" if is_left else "---:" for is_left in left) + "|")
         lines += ["| " + " | ".join(row) + " |" for row in table.rows]
         lines += ["", *table.notes] if table.notes else []
         return "\n".join(lines) + "\n"
@@ -264,8 +266,8 @@ def render(table: Table, markdown: bool) -> str:
 
     def line(cells: list[str]) -> str:
         return " | ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+            cell.ljust(width) if is_left else cell.rjust(width)
+            for cell, width, is_left in zip(cells, widths, left, strict=True)
         )
 
     lines = [table.title, line(table.headers), "-+-".join("-" * w for w in widths)]
