@@ -209,7 +209,7 @@ class Bench:
     def _drive_for_memory(self, server: Server, workers: int) -> report.MemoryResult:
         a = self.args
         marks = [(0, server.rss_kb())]
-        total, failures = 0, 0
+        total, non_2xx, socket_errors, timeouts = 0, 0, 0, 0
         while total < a.requests:
             run = drive(
                 server.url,
@@ -220,7 +220,9 @@ class Bench:
             )
             server.wait_until_idle()
             total += run.requests
-            failures += run.status + run.socket_errors + run.timeout
+            non_2xx += run.status
+            socket_errors += run.socket_errors
+            timeouts += run.timeout
             rss = server.rss_kb()
             if (len(marks) == 1 and total >= a.requests // 2) or total >= a.requests:
                 marks.append((total, rss))
@@ -228,11 +230,11 @@ class Bench:
                 f"{_elapsed(self.started)} memory, {workers}w, {server.app.name:<8} {total:>7} requests, "
                 f"RSS {report.megabytes(rss)} MB"
             )
-        return report.MemoryResult(server.app.name, workers, a.connections[0], marks, failures)
+        return report.MemoryResult(server.app.name, workers, a.connections[0], marks, non_2xx, socket_errors, timeouts)
 
     def failures(self) -> int:
         counted = sum(s.failures for s in self.samples if not s.informational)
-        return counted + sum(r.failures for r in self.memory)
+        return counted + sum(r.non_2xx + r.socket_errors + r.timeouts for r in self.memory)
 
 
 def _elapsed(since: float) -> str:

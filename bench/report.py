@@ -84,7 +84,9 @@ class MemoryResult:
     connections: int
     marks: list[tuple[int, list[int]]]
     """(requests so far, RSS in kB of each worker): at the start, about halfway, at the end."""
-    failures: int
+    non_2xx: int
+    socket_errors: int
+    timeouts: int
 
 
 def megabytes(kbs: Sequence[int]) -> str:
@@ -255,7 +257,7 @@ def scale_table(samples: Sequence[Sample], small: int, big: int) -> Table:
 
 def render(table: Table, markdown: bool) -> str:
     # Words to the left, figures to the right.
-    left = [not any(row[i][:1].isdigit() for row in table.rows) for i in range(len(table.headers))]
+    left = [not any(row[i].lstrip("+-")[:1].isdigit() for row in table.rows) for i in range(len(table.headers))]
     if markdown:
         lines = [f"### {table.title}", "", "| " + " | ".join(table.headers) + " |"]
         lines.append("|" + "|".join("---" if is_left else "---:" for is_left in left) + "|")
@@ -350,14 +352,26 @@ def memory_table(results: Sequence[MemoryResult], requests: int, target_mb: floa
                 f"{megabytes(middle)} at {middle_at:,}",
                 f"{megabytes(end)} at {end_at:,}",
                 f"{growth:+.1f}",
-                str(r.failures),
+                str(r.non_2xx),
+                str(r.socket_errors),
+                str(r.timeouts),
             ]
         )
     largest = max((kb / 1024 for r in results if r.app == "service" for _, kbs in r.marks for kb in kbs), default=0.0)
     verdict = "met" if largest <= target_mb else "NOT met"
     return Table(
         f"Memory: RSS per worker MB over about {requests:,} requests (create/get/list mix)",
-        ["app", "workers", "at start", "about halfway", "at the end", "2nd half MB", "errors"],
+        [
+            "app",
+            "workers",
+            "at start",
+            "about halfway",
+            "at the end",
+            "2nd half MB",
+            "non-2xx",
+            "socket errors",
+            "timeouts",
+        ],
         rows,
         [f"Target: <= {target_mb:g} MB per service worker: {verdict} (largest {largest:.1f} MB)."],
     )
