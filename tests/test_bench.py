@@ -1,0 +1,118 @@
+"""The benchmark harness: its peers run the service's own SQL, and ./scripts/dev bench --smoke
+runs every app. No timing is asserted anywhere."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+from starlette.testclient import TestClient
+
+from app import Settings, create_app
+from bench.backends import prefilled_rows
+from bench.peers import sql
+from storage import migrate
+from storage.engine import make_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+CREATED_AT = "2026-11-27T09:30:00+01:00"
+SMOKE_APPS = ("service", "bare", "FastAPI")
+SMOKE_WORKLOADS = ("create", "get")
+
+
+def prefilled(path: Path, sessions: int) -> None:
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    migrate.seed(engine)
+    engine.dispose()
+    conn = sql.connect(str(path))
+    conn.executemany(sql.INSERT, prefilled_rows(sessions))
+    conn.close()
+
+
+def service_statements(path: Path) -> tuple[list[str], set[str]]:
+    """What the service runs for a create (with and without an id), a read, an unknown id and
+    two pages: the statements in order, and the pragmas each connection starts with."""
+    statements: list[str] = []
+    settings = Settings(database_url=f"sqlite:///{path}")
+    engine = make_engine(settings.database_url)
+
+    @event.listens_for(engine, "connect", insert=True)
+    def trace(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.set_trace_callback(statements.append)
+
+    with TestClient(create_app(settings, engine)) as client:
+        body = {"group_id": 2, "study_activity_id": 3, "created_at": CREATED_AT}
+        assert client.post("/api/v1/study-sessions", json=body).status_code == 201
+        assert client.post("/api/v1/study-sessions", json={**body, "id": 77}).status_code == 201
+        assert client.get("/api/v1/study-sessions/3").status_code == 200
+        assert client.get("/api/v1/study-sessions/12345").status_code == 404
+        assert client.get("/api/v1/study-sessions?page=1&per_page=10").status_code == 200
+        assert client.get("/api/v1/study-sessions?page=2&per_page=3").status_code == 200
+    engine.dispose()
+    # SQLAlchemy reads the default isolation level once, on an engine's first connection.
+    pragmas = {s for s in statements if s.startswith("PRAGMA")} - {"PRAGMA read_uncommitted"}
+    return [s for s in statements if not s.startswith("PRAGMA")], pragmas
+
+
+def peer_statements(path: Path) -> list[str]:
+    statements: list[str] = []
+    conn = sql.connect(str(path))
+    conn.set_trace_callback(statements.append)
+    created_at = datetime.fromisoformat(CREATED_AT)
+    sql.create(conn, group_id=2, study_activity_id=3, created_at=created_at, id=None)
+    sql.create(conn, group_id=2, study_activity_id=3, created_at=created_at, id=77)
+    sql.get(conn, 3)
+    with pytest.raises(sql.Missing):
+        sql.get(conn, 12345)
+    sql.list_page(conn, page=1, per_page=10)
+    sql.list_page(conn, page=2, per_page=3)
+    conn.close()
+    return statements
+
+
+def test_the_peers_run_the_statements_the_service_runs(tmp_path: Path):
+    prefilled(tmp_path / "service.db", 5)
+    prefilled(tmp_path / "peer.db", 5)
+
+    statements, pragmas = service_statements(tmp_path / "service.db")
+
+    assert "BEGIN IMMEDIATE" in statements
+    assert peer_statements(tmp_path / "peer.db") == statements
+    assert pragmas == set(sql.PRAGMAS)
+
+
+@pytest.mark.live
+def test_the_smoke_benchmark_runs_every_app_and_workload_without_errors():
+    if shutil.which("wrk") is None and os.geteuid() != 0:
+        pytest.skip("wrk is not installed, and only root can install it")
+    done = subprocess.run(
+        [ROOT / "scripts" / "dev", "bench", "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = smoke_rows(done.stdout)
+    for workload in SMOKE_WORKLOADS:
+        for app in SMOKE_APPS:
+            assert rows[workload, app]["non-2xx"] == "0", done.stdout
+
+
+def smoke_rows(output: str) -> dict[tuple[str, str], dict[str, str]]:
+    """The per-setting tables' rows, by (workload, app), each as {column: cell}."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("sqlite, ") and i + 1 < len(lines):
+            workload = line.rsplit(": ", 1)[1]
+            columns = [c.strip() for c in lines[i + 1].split("|")]
+            for row in lines[i + 3 :]:
+                if not row.strip():
+                    break
+                cells = dict(zip(columns, (c.strip() for c in row.split("|")), strict=True))
+                rows[workload, cells["app"]] = cells
+    return rows
