@@ -60,7 +60,7 @@ class SqliteBackend:
             conn = sql.connect(str(path))
             try:
                 conn.execute("BEGIN")
-                conn.executemany(sql.INSERT, prefilled_rows(sessions))
+                conn.executemany(sql.PREFILL, prefilled_rows(sessions))
                 conn.execute("COMMIT")
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:

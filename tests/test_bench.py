@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
-from app import Settings, create_app
+from app import create_app
 from bench.backends import prefilled_rows
 from bench.peers import sql
+from edge.settings import Settings
 from storage import migrate
 from storage.engine import make_engine
 
@@ -32,7 +33,7 @@ def prefilled(path: Path, sessions: int) -> None:
     migrate.seed(engine)
     engine.dispose()
     conn = sql.connect(str(path))
-    conn.executemany(sql.INSERT, prefilled_rows(sessions))
+    conn.executemany(sql.PREFILL, prefilled_rows(sessions))
     conn.close()
 
 

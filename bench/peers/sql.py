@@ -33,26 +33,33 @@ _COLUMNS = (
     "study_sessions.id, study_sessions.group_id, groups.name AS group_name, study_sessions.study_activity_id, "
     "study_activities.name AS study_activity_name, study_sessions.created_at"
 )
-_LABELLED_COLUMNS = (
-    "study_sessions.id AS id, study_sessions.group_id AS group_id, groups.name AS group_name, "
-    "study_sessions.study_activity_id AS study_activity_id, study_activities.name AS study_activity_name, "
-    "study_sessions.created_at AS created_at"
-)
 _JOINS = (
     "FROM study_sessions JOIN groups ON groups.id = study_sessions.group_id "
     "JOIN study_activities ON study_activities.id = study_sessions.study_activity_id"
 )
-EXISTS = "SELECT study_sessions.id \nFROM study_sessions \nWHERE study_sessions.id = ?"
-GROUP_NAME = "SELECT groups.name \nFROM groups \nWHERE groups.id = ?"
-ACTIVITY_NAME = "SELECT study_activities.name \nFROM study_activities \nWHERE study_activities.id = ?"
-TOP_ID = "SELECT max(study_sessions.id) AS max_1 \nFROM study_sessions"
-INSERT = "INSERT INTO study_sessions (id, group_id, study_activity_id, created_at) VALUES (?, ?, ?, ?)"
-GET = f"SELECT {_COLUMNS} \n{_JOINS} \nWHERE study_sessions.id = ?"
-COUNT = f"SELECT count(*) AS count_1 \nFROM (SELECT {_LABELLED_COLUMNS} \n{_JOINS}) AS anon_1"
-PAGE = (
-    f"SELECT {_COLUMNS} \n{_JOINS} ORDER BY study_sessions.created_at DESC, study_sessions.id DESC\n LIMIT ? OFFSET ?"
+NAMES = (
+    "SELECT groups.name, study_activities.name AS name_1 \n"
+    "FROM groups JOIN study_activities ON study_activities.id = ? \nWHERE groups.id = ?"
 )
-SAVEPOINT = "sa_savepoint_1"
+EXISTS = "SELECT study_sessions.id \nFROM study_sessions \nWHERE study_sessions.id = ?"
+GROUP_EXISTS = "SELECT groups.id \nFROM groups \nWHERE groups.id = ?"
+ACTIVITY_EXISTS = "SELECT study_activities.id \nFROM study_activities \nWHERE study_activities.id = ?"
+PREFILL = "INSERT INTO study_sessions (id, group_id, study_activity_id, created_at) VALUES (?, ?, ?, ?)"
+"""How the harness fills a database in bulk; not a statement of the service's."""
+INSERT = (
+    "INSERT INTO study_sessions (id, group_id, study_activity_id, created_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+GET = f"SELECT {_COLUMNS} \n{_JOINS} \nWHERE study_sessions.id = ?"
+PAGE = (
+    f"SELECT {_COLUMNS} \n{_JOINS} JOIN (SELECT study_sessions.id AS id \nFROM study_sessions "
+    "ORDER BY study_sessions.created_at DESC, study_sessions.id DESC\n LIMIT ? OFFSET ?) AS anon_1 "
+    "ON anon_1.id = study_sessions.id ORDER BY study_sessions.created_at DESC, study_sessions.id DESC"
+)
+COUNT = (
+    "SELECT CAST(coalesce(sum(row_counts.n), ?) AS BIGINT) AS coalesce_1 \nFROM row_counts "
+    "\nWHERE row_counts.table_name = ?"
+)
 
 
 class Duplicate(Exception):
@@ -136,33 +143,21 @@ def create(
     conn: sqlite3.Connection, *, group_id: int, study_activity_id: int, created_at: datetime, id: int | None
 ) -> dict[str, Any]:
     """Store a new session and answer it as the service does; `Duplicate` or `Unknown` otherwise."""
+    text = stored(created_at)
     with _transaction(conn, "BEGIN IMMEDIATE"):
+        names = conn.execute(NAMES, (study_activity_id, group_id)).fetchone()
+        if names is not None:
+            row = conn.execute(INSERT, (id, group_id, study_activity_id, text)).fetchone()
+            if row is not None:
+                return _session((row[0], group_id, names[0], study_activity_id, names[1], text))
         if id is not None and conn.execute(EXISTS, (id,)).fetchone() is not None:
             raise Duplicate(f"Study session {id} already exists.")
-        group = conn.execute(GROUP_NAME, (group_id,)).fetchone()
-        activity = conn.execute(ACTIVITY_NAME, (study_activity_id,)).fetchone()
         violations = []
-        if group is None:
+        if conn.execute(GROUP_EXISTS, (group_id,)).fetchone() is None:
             violations.append(("/group_id", f"There is no group with id {group_id}."))
-        if activity is None:
+        if conn.execute(ACTIVITY_EXISTS, (study_activity_id,)).fetchone() is None:
             violations.append(("/study_activity_id", f"There is no study activity with id {study_activity_id}."))
-        if group is None or activity is None:
-            raise Unknown(violations)
-        chosen = id if id is not None else _free_id(conn)
-        text = stored(created_at)
-        # The write lock is held since BEGIN IMMEDIATE, so the id cannot be taken meanwhile: the
-        # service's retry on a taken id never runs here.
-        conn.execute(f"SAVEPOINT {SAVEPOINT}")
-        conn.execute(INSERT, (chosen, group_id, study_activity_id, text))
-        conn.execute(f"RELEASE SAVEPOINT {SAVEPOINT}")
-    return _session((chosen, group_id, group[0], study_activity_id, activity[0], text))
-
-
-def _free_id(conn: sqlite3.Connection) -> int:
-    top = conn.execute(TOP_ID).fetchone()[0] or 0
-    if top >= MAX_ID:  # the service then picks a random free id; no benchmark gets there
-        raise RuntimeError("every id up to 2**63-1 is taken")
-    return int(top) + 1
+        raise Unknown(violations)
 
 
 def get(conn: sqlite3.Connection, id: int) -> dict[str, Any]:
@@ -177,8 +172,8 @@ def get(conn: sqlite3.Connection, id: int) -> dict[str, Any]:
 def list_page(conn: sqlite3.Connection, *, page: int, per_page: int) -> dict[str, Any]:
     """Page `page` of the sessions, newest first, as the service's page body."""
     with _transaction(conn):
-        total = conn.execute(COUNT).fetchone()[0]
         rows = conn.execute(PAGE, (per_page, (page - 1) * per_page)).fetchall()
+        total = conn.execute(COUNT, (0, "study_sessions")).fetchone()[0]
     return {
         "items": [_session(row) for row in rows],
         "total": total,
