@@ -332,14 +332,14 @@ def test_a_created_at_a_little_ahead_of_the_clock_is_accepted(client: TestClient
 
 
 @pytest.mark.backends("sqlite")
-def test_a_locked_database_is_503_with_retry_after_and_stores_nothing(
-    client: TestClient, settings: Settings, engine: Engine
-):
+def test_a_locked_database_is_503_with_retry_after_and_stores_nothing(settings: Settings, engine: Engine):
+    quick = Settings(**{**settings.__dict__, "db_timeout": 0.2})
     path = settings.database_url.removeprefix("sqlite:///")
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        response = post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1})
+        with TestClient(create_app(quick), raise_server_exceptions=False) as client:
+            response = post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1})
     finally:
         holder.execute("ROLLBACK")
         holder.close()
