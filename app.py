@@ -26,7 +26,7 @@ from edge.settings import Settings
 from edge.validation import VALIDATORS
 from storage import migrate
 from storage.database import Database
-from storage.engine import POOL_SIZE, make_engine
+from storage.engine import make_engine
 
 SPEC = Path(__file__).resolve().parent / "openapi" / "openapi.yaml"
 BASE_PATHS = ("/api/v1", "/api")
@@ -35,8 +35,10 @@ BASE_PATHS = ("/api/v1", "/api")
 
 def create_app(settings: Settings, engine: Engine | None = None) -> connexion.AsyncApp:
     """The service for `settings`, on `engine` if given (else one made from the settings)."""
-    engine = engine or make_engine(settings.database_url, busy_timeout=settings.db_timeout)
-    db = Database(engine, readers=POOL_SIZE - 1, timeout=settings.db_timeout)
+    engine = engine or make_engine(
+        settings.database_url, busy_timeout=settings.db_timeout, pool_size=settings.db_pool_size
+    )
+    db = Database(engine, connections=settings.db_pool_size, timeout=settings.db_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
@@ -88,7 +90,7 @@ def main() -> None:
     import uvicorn
 
     settings = _settings
-    engine = make_engine(settings.database_url, busy_timeout=settings.db_timeout)
+    engine = make_engine(settings.database_url, busy_timeout=settings.db_timeout, pool_size=settings.db_pool_size)
     migrate.upgrade(engine)
     migrate.seed(engine)
     log.info("listening", extra={"url": f"http://{settings.host}:{settings.port}/api/v1/ui"})

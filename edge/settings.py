@@ -25,6 +25,10 @@ class Settings:
     db_timeout: float = 5.0
     validate_responses: bool = False
     docs_dir: Path = ROOT / "build" / "docs"
+    db_pool_size: int = 5
+    workers: int = 2
+    worker_timeout: float = 30.0
+    graceful_timeout: float = 20.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -39,4 +43,8 @@ class Settings:
             log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
             db_timeout=float(env.get("DB_TIMEOUT", cls.db_timeout)),
             validate_responses=env.get("VALIDATE_RESPONSES", "") in ("1", "true", "yes"),
+            db_pool_size=int(env.get("DB_POOL_SIZE", cls.db_pool_size)),
+            workers=int(env.get("WORKERS", cls.workers)),
+            worker_timeout=float(env.get("WORKER_TIMEOUT", cls.worker_timeout)),
+            graceful_timeout=float(env.get("GRACEFUL_TIMEOUT", cls.graceful_timeout)),
         )

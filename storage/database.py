@@ -24,21 +24,24 @@ class Database:
     one connection for its life (a connection lost on the way is replaced on the thread's next
     transaction).
 
-    On SQLite, writes queue for one writer thread (the file takes one writer at a time, and a
-    queue in the process hands over at once where SQLite's busy handler would sleep), and reads
-    share `readers` threads; on a server database, reads and writes share the `readers` threads.
+    There are as many threads as `connections`. On SQLite, writes queue for one writer thread (the
+    file takes one writer at a time, and a queue in the process hands over at once where SQLite's
+    busy handler would sleep) and reads share the others; on a server database, reads and writes
+    share them all.
     A transaction that waited `timeout` seconds for its thread is not started: it raises
     `Unavailable`, and nothing is stored."""
 
-    def __init__(self, engine: Engine, *, readers: int, timeout: float) -> None:
+    def __init__(self, engine: Engine, *, connections: int, timeout: float) -> None:
         self.engine = engine
         self.timeout = timeout
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._lock = threading.Lock()
-        self._reads = ThreadPoolExecutor(readers, thread_name_prefix="db")
-        one_writer = engine.dialect.name == "sqlite"
-        self._writes = ThreadPoolExecutor(1, thread_name_prefix="db-write") if one_writer else self._reads
+        if engine.dialect.name == "sqlite":
+            self._reads = ThreadPoolExecutor(max(1, connections - 1), thread_name_prefix="db-read")
+            self._writes = ThreadPoolExecutor(1, thread_name_prefix="db-write")
+        else:
+            self._reads = self._writes = ThreadPoolExecutor(connections, thread_name_prefix="db")
 
     async def read(self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`work`'s answer, from a read-only transaction."""

@@ -1,0 +1,54 @@
+"""Production serving: gunicorn's settings, read from the service's own (edge.settings).
+
+    gunicorn -c python:edge.serving app:app
+
+gunicorn supervises WORKERS uvicorn worker processes on HOST:PORT. Before they start, the
+master migrates the database and adds the seed rows, once. A worker silent for WORKER_TIMEOUT
+seconds is replaced. On SIGTERM the workers stop accepting, finish the requests in flight for up
+to GRACEFUL_TIMEOUT seconds, close their database connections and exit, then the master exits.
+Prometheus metrics from every worker are collected in PROMETHEUS_MULTIPROC_DIR (a new temporary
+folder unless set), and a worker that exits is marked so that its live gauges drop out."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from edge.settings import Settings
+
+settings = Settings.from_env()
+
+bind = f"{settings.host}:{settings.port}"
+workers = settings.workers
+worker_class = "uvicorn_worker.UvicornWorker"
+timeout = round(settings.worker_timeout)
+graceful_timeout = round(settings.graceful_timeout)
+keepalive = 5
+accesslog = None  # the service logs each request itself, as JSON
+errorlog = "-"
+loglevel = settings.log_level.lower()
+
+
+def on_starting(_server: Any) -> None:
+    """In the master, before any worker: a clean metrics folder, then the database brought up to
+    date (once, however many workers start)."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="study-sessions-metrics-")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+    from storage import migrate
+    from storage.engine import make_engine
+
+    engine = make_engine(settings.database_url, busy_timeout=settings.db_timeout)
+    migrate.upgrade(engine)
+    migrate.seed(engine)
+    engine.dispose()
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
