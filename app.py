@@ -16,11 +16,11 @@ from connexion.options import SwaggerUIOptions
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
-from edge import problems
+from edge import metrics, problems
 from edge.connexion_internals import AsyncApp
 from edge.docs import docs_site
 from edge.logs import configure_logging, log
-from edge.middleware import CORS, NoSlashRedirects, RequestBody, RequestLog, StampRequestId
+from edge.middleware import CORS, Metrics, NoSlashRedirects, RequestBody, RequestLog, StampRequestId
 from edge.resolver import BoundResolver
 from edge.settings import Settings
 from edge.validation import VALIDATORS
@@ -38,7 +38,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
     engine = engine or make_engine(
         settings.database_url, busy_timeout=settings.db_timeout, pool_size=settings.db_pool_size
     )
-    db = Database(engine, connections=settings.db_pool_size, timeout=settings.db_timeout)
+    db = Database(
+        engine, connections=settings.db_pool_size, timeout=settings.db_timeout, observe=metrics.observe_connections
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
@@ -46,6 +48,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         # of the garbage collector's full passes, which otherwise stall requests for tens of ms.
         gc.collect()
         gc.freeze()
+        metrics.CONNECTIONS_MAX.set(settings.db_pool_size)
         yield
         db.close()  # after the server has drained its requests: finish, then hang up
 
@@ -55,7 +58,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
             SPEC.name,
             base_path=base_path,
             name=base_path,
-            resolver=BoundResolver(db=db, base_path=base_path),
+            resolver=BoundResolver(db=db, base_path=base_path, metrics=metrics.exposition),
             strict_validation=True,
             validate_responses=settings.validate_responses,
             validator_map=VALIDATORS,
@@ -69,6 +72,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
     app.add_error_handler(Exception, problems.internal_error)
 
     app.add_middleware(RequestLog, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(Metrics, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         CORS,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

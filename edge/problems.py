@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 
 from edge.logs import log, request_id_var
-from storage.errors import Duplicate, NotFound, Unavailable, Unprocessable
+from storage.errors import Duplicate, NotFound, SchemaOutOfDate, Unavailable, Unprocessable
 
 RETRY_AFTER_SECONDS = 1
 MAX_MESSAGE_CHARS = 300
@@ -65,12 +65,11 @@ def unprocessable(_request: ConnexionRequest, error: Unprocessable) -> Connexion
 
 def unavailable(_request: ConnexionRequest, error: Unavailable) -> ConnexionResponse:
     log.warning("database unavailable", extra={"error": str(error)})
-    return _problem(
-        503,
-        "Service Unavailable",
-        "The database is unavailable or busy; nothing was stored. Try again shortly.",
-        {"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+    if isinstance(error, SchemaOutOfDate):
+        detail = f"{error} Run the migrations (python app.py, or the gunicorn command, does)."
+    else:
+        detail = "The database is unavailable or busy; nothing was stored. Try again shortly."
+    return _problem(503, "Service Unavailable", detail, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def problem_exception(request: ConnexionRequest, error: ProblemException) -> ConnexionResponse:

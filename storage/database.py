@@ -31,9 +31,18 @@ class Database:
     A transaction that waited `timeout` seconds for its thread is not started: it raises
     `Unavailable`, and nothing is stored."""
 
-    def __init__(self, engine: Engine, *, connections: int, timeout: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        connections: int,
+        timeout: float,
+        observe: Callable[[int, int], None] = lambda in_use, open_: None,
+    ) -> None:
         self.engine = engine
         self.timeout = timeout
+        self._observe = observe
+        self._in_use = 0
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._lock = threading.Lock()
@@ -57,12 +66,23 @@ class Database:
         def run() -> T:
             if time.monotonic() - queued > self.timeout:
                 raise Unavailable(f"no database thread came free in {self.timeout} s")
-            with outages_as_unavailable():
-                conn = self._connection(write)
-                with conn.begin():
-                    return work(conn, *args, **kwargs)
+            self._count(+1)
+            try:
+                with outages_as_unavailable():
+                    conn = self._connection(write)
+                    with conn.begin():
+                        return work(conn, *args, **kwargs)
+            finally:
+                self._count(-1)
 
         return await asyncio.get_running_loop().run_in_executor(pool, run)
+
+    def _count(self, change: int) -> None:
+        """Reports the transactions running and the connections open, to `observe`."""
+        with self._lock:
+            self._in_use += change
+            in_use, open_ = self._in_use, len(self._connections)
+        self._observe(in_use, open_)
 
     def _connection(self, write: bool) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)

@@ -39,3 +39,7 @@ class Unprocessable(StorageError):
 
 class Unavailable(StorageError):
     """The database cannot be reached, or stayed locked past the busy timeout."""
+
+
+class SchemaOutOfDate(Unavailable):
+    """The database answers, but its schema is not at the revision this code was written for."""

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, insert, select
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, exc, insert, select, text
 
 from storage.engine import transaction
 from storage.schema import groups, study_activities
@@ -41,10 +42,32 @@ STUDY_ACTIVITIES = [
 ]
 
 
-def upgrade(engine: Engine) -> None:
-    """Run every migration the database has not had yet."""
+def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+HEAD = ScriptDirectory.from_config(_config()).get_current_head()
+"""The revision this code's schema is at."""
+
+
+def revision(conn: Connection) -> str | None:
+    """The revision the database's schema is at; None if it was never migrated."""
+    try:
+        with conn.begin_nested():
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except exc.OperationalError as error:
+        if "alembic_version" not in str(error.orig):
+            raise
+        return None
+    except exc.ProgrammingError:  # PostgreSQL: relation "alembic_version" does not exist
+        return None
+
+
+def upgrade(engine: Engine) -> None:
+    """Run every migration the database has not had yet."""
+    config = _config()
     with transaction(engine, write=True) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")

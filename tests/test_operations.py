@@ -1,0 +1,117 @@
+"""/healthz, /readyz and /metrics, in process, on both backends."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from starlette.testclient import TestClient
+
+from app import create_app
+from edge.settings import Settings
+from storage import migrate
+
+
+def test_healthz_answers_without_the_database(tmp_path: Path, base: str):
+    (tmp_path / "a-file").write_text("")
+    unreachable = Settings(database_url=f"sqlite:///{tmp_path}/a-file/study.db", validate_responses=True)
+
+    with TestClient(create_app(unreachable), raise_server_exceptions=False) as client:
+        response = client.get(f"{base}/healthz")
+
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_readyz_is_ready_when_the_database_answers_at_the_current_revision(client: TestClient, base: str):
+    response = client.get(f"{base}/readyz")
+
+    assert (response.status_code, response.json()) == (200, {"status": "ready", "database_revision": migrate.HEAD})
+
+
+def test_readyz_is_a_503_problem_when_the_migrations_have_not_run(tmp_path: Path):
+    unmigrated = Settings(database_url=f"sqlite:///{tmp_path}/new.db", validate_responses=True)
+
+    with TestClient(create_app(unmigrated), raise_server_exceptions=False) as client:
+        response = client.get("/api/v1/readyz")
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"]
+    assert f"revision None; this code needs {migrate.HEAD}" in response.json()["detail"]
+
+
+def test_readyz_is_a_503_problem_when_the_schema_is_behind(client: TestClient, engine: Engine):
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+
+    response = client.get("/api/v1/readyz")
+
+    assert response.status_code == 503
+    assert "revision 0001" in response.json()["detail"]
+
+
+def test_readyz_is_a_503_problem_when_the_database_cannot_be_reached(tmp_path: Path):
+    (tmp_path / "a-file").write_text("")
+    unreachable = Settings(database_url=f"sqlite:///{tmp_path}/a-file/study.db", db_timeout=0.2)
+
+    with TestClient(create_app(unreachable), raise_server_exceptions=False) as client:
+        response = client.get("/api/v1/readyz")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of the sample `name{labels}` in Prometheus's text format; 0 where absent."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
+        if match and match[1] == name and ",".join(sorted((match[2] or "").split(","))) == wanted:
+            return float(match[3])
+    return 0.0
+
+
+def test_metrics_count_requests_by_operation_and_status_and_time_them(client: TestClient):
+    before = client.get("/api/v1/metrics").text
+    client.post("/api/v1/study-sessions", json={"group_id": 1, "study_activity_id": 1})
+    client.post("/api/v1/study-sessions", json={"group_id": 999, "study_activity_id": 1})
+    client.get("/api/study-sessions/1")
+    client.get("/api/v1/study-sessions/424242")
+    client.get("/api/v1/nowhere")
+
+    response = client.get("/api/v1/metrics")
+    after = response.text
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+
+    def more(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert more("http_requests_total", operation="create_study_session", status="201") == 1
+    assert more("http_requests_total", operation="create_study_session", status="422") == 1
+    assert more("http_requests_total", operation="get_study_session", status="200") == 1
+    assert more("http_requests_total", operation="get_study_session", status="404") == 1
+    assert more("http_requests_total", operation="none", status="404") == 1
+    assert more("http_request_duration_seconds_count", operation="create_study_session") == 2
+    assert more("http_request_duration_seconds_bucket", operation="get_study_session", le="+Inf") == 2
+
+
+def test_metrics_show_the_database_connections_against_their_limit(client: TestClient, settings: Settings):
+    client.get("/api/v1/groups")
+
+    text = client.get("/api/v1/metrics").text
+
+    assert metric(text, "db_connections_max") == settings.db_pool_size
+    assert 1 <= metric(text, "db_connections", state="open") <= settings.db_pool_size
+    assert metric(text, "db_connections", state="in_use") == 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics"])
+def test_the_operations_endpoints_take_get_only(client: TestClient, path: str):
+    response = client.post(path)
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
