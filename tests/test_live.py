@@ -4,75 +4,26 @@ the Schemathesis CLI on both base paths, and a Python client generated from the 
 from __future__ import annotations
 
 import importlib
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from app import BASE_PATHS
+from tests.servers import BIN, ROOT, service
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / ".venv" / "bin"
 REPORTS = ROOT / "build" / "reports"
 PYTHON_CLIENT = ROOT / "build" / "clients" / "python"
 
 pytestmark = pytest.mark.live
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def service(
-    folder: Path, database_url: str, command: tuple[str | Path, ...] = (ROOT / "scripts" / "dev", "run")
-) -> Iterator[str]:
-    """The service as the README starts it (or as `command` does), on a free port and the new
-    database `database_url`, its log in `folder`."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "DATABASE_URL": database_url,
-        "VALIDATE_RESPONSES": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    with (folder / "server.log").open("w") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until_up(url, server, folder / "server.log")
-            yield url
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-
-def wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while server.poll() is None and time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/v1/groups", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.kill()
-    pytest.fail(f"the service did not start: {log.read_text()[-3000:]}")
-
-
 @pytest.fixture
 def live_url(tmp_path: Path, database_url: str) -> Iterator[str]:
-    with service(tmp_path, database_url) as url:
+    with service(tmp_path, database_url) as (url, _):
         yield url
 
 
@@ -103,7 +54,7 @@ def test_the_schemathesis_cli_finds_no_failure_on_the_live_service(live_url: str
 
 def test_the_schemathesis_cli_catches_a_created_session_that_cannot_be_read(tmp_path: Path, database_url: str):
     lossy = (BIN / "python", "-m", "tests.planted.lossy_service")
-    with service(tmp_path, database_url, lossy) as url:
+    with service(tmp_path, database_url, lossy) as (url, _):
         result = schemathesis_cli(f"{url}/api/v1", tmp_path / "report.xml")
 
     assert result.returncode != 0

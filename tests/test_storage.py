@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, insert, select, text, update
 
 from storage import migrate, schema, study_sessions
 from storage.engine import make_engine, transaction
@@ -154,3 +154,33 @@ def test_a_list_total_follows_creates_refusals_and_deletes_without_counting_the_
     assert (listed.total, listed.total_pages) == (3, 2)
     assert count_sessions(engine) == 3
     assert sum(kept) == 3
+
+
+@pytest.mark.backends("postgresql")
+def test_an_idless_create_skips_ids_a_client_took_before_the_sequence_moved_past_them(engine: Engine):
+    # The race, made certain: clients' rows at the next three ids the sequence gives, their
+    # transactions not yet at the statement that moves it on.
+    with transaction(engine, write=True) as conn:
+        ahead = conn.execute(text("SELECT nextval('study_sessions_id_seq')")).scalar_one()
+        conn.execute(text("SELECT setval('study_sessions_id_seq', :v, false)"), {"v": ahead})
+        for id in (ahead, ahead + 1, ahead + 2):
+            conn.execute(insert(schema.study_sessions).values(id=id, group_id=1, study_activity_id=1, created_at=NOW))
+
+    with transaction(engine, write=True) as conn:
+        created = study_sessions.create(conn, group_id=2, study_activity_id=2, created_at=NOW)
+
+    assert created.id == ahead + 3
+    assert count_sessions(engine) == 4
+
+
+@pytest.mark.backends("postgresql")
+def test_near_the_end_of_the_id_range_server_picked_ids_are_random_free_ones(engine: Engine):
+    with transaction(engine, write=True) as conn:
+        study_sessions.create(conn, id=study_sessions.SEQUENCE_END + 5, group_id=1, study_activity_id=1, created_at=NOW)
+        conn.execute(text("SELECT setval('study_sessions_id_seq', :v)"), {"v": study_sessions.SEQUENCE_END})
+    with transaction(engine, write=True) as conn:
+        picked = [study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id for _ in range(20)]
+
+    assert len(set(picked)) == 20
+    assert all(1 <= id <= study_sessions.MAX_ID for id in picked)
+    assert count_sessions(engine) == 21

@@ -1,0 +1,132 @@
+"""Starting the service, and PgBouncer, as separate processes for the tests that need real ones."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+DEV_RUN = (ROOT / "scripts" / "dev", "run")
+"""The README's command."""
+GUNICORN = (BIN / "gunicorn", "-c", "python:edge.serving", "app:app")
+"""Production's command (README, edge/serving.py)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def service(
+    folder: Path, database_url: str, command: tuple[str | Path, ...] = DEV_RUN, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The service started by `command` on a free port and the database `database_url`, with
+    `env` on top of the environment; its URL and its process. Its log is `folder`/server-PORT.log;
+    it is stopped with SIGTERM afterwards, if it is still running."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PORT": str(port),
+        "DATABASE_URL": database_url,
+        "VALIDATE_RESPONSES": "1",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    log = folder / f"server-{port}.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_up(url, server, log)
+            yield url, server
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=60)
+
+
+def wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/v1/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    pytest.fail(f"the service did not start: {log.read_text()[-3000:]}")
+
+
+def pgbouncer_binary() -> str:
+    """Debian's pgbouncer (./scripts/dev test installs it); skipped where absent, outside CI."""
+    found = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("pgbouncer is needed in CI; ./scripts/dev test installs it where it can (as root)")
+        pytest.skip("pgbouncer is not installed (./scripts/dev test installs it as root)")
+    return found
+
+
+@contextmanager
+def pgbouncer(folder: Path, database_url: str, pool_size: int = 10) -> Iterator[str]:
+    """PgBouncer in transaction pooling mode in front of `database_url`'s database; the URL that
+    reaches the database through it. It refuses to run as root, so it runs as `postgres`."""
+    binary = pgbouncer_binary()
+    target = make_url(database_url)
+    port = free_port()
+    # Not under `folder`: pytest's folders are root's alone, and pgbouncer reads its own as postgres.
+    home = Path(tempfile.mkdtemp(prefix=f"pgbouncer-{port}-"))
+    home.chmod(0o755)
+    (home / "pgbouncer.ini").write_text(
+        f"""[databases]
+{target.database} = host={target.host} port={target.port or 5432} dbname={target.database} user={target.username}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {home}/users.txt
+pool_mode = transaction
+default_pool_size = {pool_size}
+max_client_conn = 500
+logfile = {home}/pgbouncer.log
+pidfile = {home}/pgbouncer.pid
+"""
+    )
+    (home / "users.txt").write_text(f'"{target.username}" ""\n')
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if run_as:
+        shutil.chown(home, "postgres")
+        for child in home.iterdir():
+            shutil.chown(child, "postgres")
+    process = subprocess.Popen([*run_as, binary, str(home / "pgbouncer.ini")], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = (home / "pgbouncer.log").read_text() if (home / "pgbouncer.log").exists() else ""
+                pytest.fail(f"pgbouncer did not start: {log[-2000:]}")
+            time.sleep(0.05)
+        yield target.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        (folder / "pgbouncer.log").write_bytes((home / "pgbouncer.log").read_bytes())
+        shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,113 @@
+"""Many writers on one PostgreSQL database: two server processes (production's command), 48
+clients at once, directly and behind PgBouncer in transaction pooling mode; and a connection
+lost under a running service."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from starlette.testclient import TestClient
+
+from app import create_app
+from edge.settings import Settings
+from tests.conftest import count_sessions
+from tests.servers import GUNICORN, pgbouncer, service
+
+CLIENTS = 48
+CREATES_EACH = 20
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+def served_database_url(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Iterator[str]:
+    """How the servers reach the test's PostgreSQL database: directly, or through PgBouncer."""
+    if request.param == "direct":
+        yield database_url
+    else:
+        with pgbouncer(tmp_path, database_url, pool_size=8) as url:
+            yield url
+
+
+@pytest.mark.live
+@pytest.mark.backends("postgresql")
+def test_48_clients_on_two_servers_never_see_an_idless_create_refused(
+    tmp_path: Path, served_database_url: str, engine: Engine
+):
+    frontier = 0  # the largest id any client has seen: a chooser takes ids just ahead of it
+    lock = threading.Lock()
+    results: list[tuple[int | None, int, dict]] = []
+
+    def client(number: int, urls: list[str]) -> None:
+        nonlocal frontier
+        chooses = number % 5 == 0  # a fifth of the clients pick their own ids
+        generator = random.Random(number)
+        with httpx.Client(timeout=30) as http:
+            for i in range(CREATES_EACH):
+                body: dict = {"group_id": 1 + i % 4, "study_activity_id": 1 + i % 3}
+                if chooses:
+                    with lock:
+                        body["id"] = frontier + generator.randint(1, 4)
+                response = http.post(f"{urls[(number + i) % 2]}/api/v1/study-sessions", json=body)
+                answer = response.json()
+                with lock:
+                    results.append((body.get("id"), response.status_code, {**answer, **dict(response.headers)}))
+                    if response.status_code == 201:
+                        frontier = max(frontier, answer["id"])
+
+    with ExitStack() as servers:
+        urls = [
+            servers.enter_context(service(tmp_path, served_database_url, GUNICORN, WORKERS="1", DB_TIMEOUT="10"))[0]
+            for _ in range(2)
+        ]
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(lambda number: client(number, urls), range(CLIENTS)))
+        conflicts = [(chosen, answer) for chosen, status, answer in results if status == 409]
+        existing = {chosen: httpx.get(f"{urls[1]}/api/v1/study-sessions/{chosen}") for chosen, _ in conflicts}
+
+    idless = [status for chosen, status, _ in results if chosen is None]
+    chosen = [status for chosen, status, _ in results if chosen is not None]
+    created = [answer["id"] for _, status, answer in results if status == 201]
+    assert len(results) == CLIENTS * CREATES_EACH
+    assert set(idless) == {201}, f"id-less creates answered {sorted(set(idless))}"
+    assert set(chosen) <= {201, 409}
+    assert conflicts, "no client-chosen id met a taken one: the test did not test the race"
+    for id, answer in conflicts:
+        assert answer["location"] == f"/api/v1/study-sessions/{id}"
+        assert existing[id].status_code == 200 and existing[id].json()["id"] == id
+    assert len(set(created)) == len(created)
+    assert count_sessions(engine) == len(created)
+
+
+@pytest.mark.backends("postgresql")
+def test_a_lost_connection_is_a_503_for_the_request_that_meets_it_then_heals(
+    settings: Settings, engine: Engine, database_url: str
+):
+    single = Settings(**{**settings.__dict__, "db_pool_size": 1})
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with TestClient(create_app(single, engine), raise_server_exceptions=False) as client:
+        before = client.get("/api/v1/groups").status_code
+        with admin.connect() as conn:  # what a restart or a network cut does to the service's connection
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        met = client.get("/api/v1/groups")
+        after = [
+            client.get("/api/v1/groups").status_code,
+            client.post("/api/v1/study-sessions", json={"group_id": 1, "study_activity_id": 1}).status_code,
+        ]
+    admin.dispose()
+
+    assert before == 200
+    assert met.status_code == 503 and met.headers["retry-after"]
+    assert after == [200, 201]
+    assert count_sessions(engine) == 1

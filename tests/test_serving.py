@@ -1,0 +1,96 @@
+"""Production serving (gunicorn -c python:edge.serving app:app) as a separate process: worker
+processes that share their metrics, and a SIGTERM that drains the requests in flight."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from tests.conftest import count_sessions
+from tests.servers import GUNICORN, service
+from tests.test_operations import metric
+
+pytestmark = pytest.mark.live
+
+
+def test_several_workers_serve_and_their_metrics_are_summed(tmp_path: Path, database_url: str):
+    metrics_dir = tmp_path / "metrics"
+    with service(tmp_path, database_url, GUNICORN, WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as (url, _):
+
+        def read_groups(_: int) -> int:
+            # A new connection each time, so that both workers take some.
+            return httpx.get(f"{url}/api/v1/groups", headers={"Connection": "close"}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(read_groups, range(200)))
+        scrapes = [httpx.get(f"{url}/api/v1/metrics", headers={"Connection": "close"}).text for _ in range(6)]
+
+    assert statuses == [200] * 200
+    served = {path.name for path in metrics_dir.glob("counter_*.db")}
+    assert len(served) == 2, f"both workers should have served: {served}"
+    for scrape in scrapes:  # whichever worker answers, it sums both
+        assert metric(scrape, "http_requests_total", operation="list_groups", status="200") == 200
+        assert metric(scrape, "db_connections_max") == 2 * 5
+
+
+@contextmanager
+def write_lock(backend: str, database_url: str) -> Iterator[Callable[[], None]]:
+    """A transaction that keeps every writer waiting, on either backend, until `release()`d."""
+    if backend == "sqlite":
+        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        done = holder.close  # closing rolls back
+    else:
+        connection = create_engine(database_url).connect()
+        connection.execute(text("LOCK TABLE study_sessions IN EXCLUSIVE MODE"))
+        done = connection.close
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            done()
+
+    try:
+        yield release
+    finally:
+        release()
+
+
+def test_sigterm_finishes_the_requests_in_flight_then_exits(
+    tmp_path: Path, backend: str, database_url: str, engine: Engine
+):
+    env = {"WORKERS": "2", "GRACEFUL_TIMEOUT": "20", "DB_TIMEOUT": "10"}
+    with (
+        service(tmp_path, database_url, GUNICORN, **env) as (url, server),
+        write_lock(backend, database_url) as release,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        body = {"group_id": 1, "study_activity_id": 1}
+        posts = [pool.submit(httpx.post, f"{url}/api/v1/study-sessions", json=body, timeout=30) for _ in range(8)]
+        time.sleep(1)  # every create is now in flight, waiting for the lock
+        server.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        with pytest.raises(httpx.TransportError):  # a draining server takes no new requests
+            httpx.get(f"{url}/api/v1/healthz", timeout=2)
+        release()
+        answers = [post.result() for post in posts]
+        stopped = time.monotonic()
+        exit_code = server.wait(timeout=30)
+        waited = time.monotonic() - stopped
+
+    assert [a.status_code for a in answers] == [201] * 8
+    assert len({a.json()["id"] for a in answers}) == 8
+    assert count_sessions(engine) == 8
+    assert exit_code == 0
+    assert waited < 20
