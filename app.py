@@ -11,16 +11,28 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import connexion
+import yaml
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
-from edge import metrics, problems
+from edge import metrics, problems, security
 from edge.connexion_internals import AsyncApp
 from edge.docs import docs_site
 from edge.logs import configure_logging, log
-from edge.middleware import CORS, Metrics, NoSlashRedirects, RequestBody, RequestLog, StampRequestId
+from edge.middleware import (
+    CORS,
+    Clients,
+    IdempotencyKey,
+    Metrics,
+    NoSlashRedirects,
+    RateLimit,
+    RequestBody,
+    RequestLog,
+    StampRequestId,
+)
+from edge.rate_limits import RateLimits
 from edge.resolver import BoundResolver
 from edge.settings import Settings
 from edge.validation import VALIDATORS
@@ -42,8 +54,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         engine, connections=settings.db_pool_size, timeout=settings.db_timeout, observe=metrics.observe_connections
     )
 
+    spec = security.served_spec(
+        yaml.safe_load(SPEC.read_text()), api_keys=settings.api_keys, reads_need_api_key=settings.reads_need_api_key
+    )
+    limits = RateLimits(write=settings.rate_limit_write, read=settings.rate_limit_read, redis_url=settings.redis_url)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
+        if not settings.api_keys:
+            log.warning("API_KEYS is not set: this service takes writes from anyone who can reach it")
         # What start-up built (the spec, its validators) lives as long as the process: keep it out
         # of the garbage collector's full passes, which otherwise stall requests for tens of ms.
         gc.collect()
@@ -55,7 +74,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
     app = AsyncApp(__name__, specification_dir=SPEC.parent, lifespan=lifespan)
     for base_path in BASE_PATHS:
         app.add_api(
-            SPEC.name,
+            spec,
             base_path=base_path,
             name=base_path,
             resolver=BoundResolver(db=db, base_path=base_path, metrics=metrics.exposition),
@@ -68,7 +87,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
 
     for exception, handler in problems.HANDLERS:
         app.add_error_handler(exception, handler)
-    app.add_error_handler(HTTPException, problems.RoutingErrors(SPEC, BASE_PATHS))
+    app.add_error_handler(HTTPException, problems.RoutingErrors(spec, BASE_PATHS))
     app.add_error_handler(Exception, problems.internal_error)
 
     app.add_middleware(RequestLog, position=MiddlewarePosition.BEFORE_EXCEPTION)
@@ -78,12 +97,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         allow_origins=list(settings.cors_origins),
         allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["Content-Type", "X-Request-ID"],
-        expose_headers=["Location", "Retry-After", "X-Request-ID"],
+        allow_headers=["Content-Type", "X-Request-ID", "X-API-Key", "Idempotency-Key"],
+        expose_headers=["Location", "Retry-After", "X-Request-ID", "RateLimit", "RateLimit-Policy"],
         allow_credentials=False,
         max_age=600,
     )
     app.add_middleware(NoSlashRedirects, position=MiddlewarePosition.BEFORE_ROUTING)
+    app.add_middleware(Clients, position=MiddlewarePosition.BEFORE_SECURITY, api_keys=settings.api_keys)
+    app.add_middleware(
+        RateLimit, position=MiddlewarePosition.BEFORE_SECURITY, limits=limits, exempt=security.platform_operations(spec)
+    )
+    app.add_middleware(IdempotencyKey, position=MiddlewarePosition.BEFORE_SECURITY)
     app.add_middleware(RequestBody, position=MiddlewarePosition.BEFORE_VALIDATION)
     app.add_middleware(StampRequestId, position=MiddlewarePosition.BEFORE_CONTEXT)
     return app
@@ -98,7 +122,14 @@ def main() -> None:
     migrate.upgrade(engine)
     migrate.seed(engine)
     log.info("listening", extra={"url": f"http://{settings.host}:{settings.port}/api/v1/ui"})
-    uvicorn.run(create_app(settings, engine), host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(
+        create_app(settings, engine),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+    )
 
 
 _settings = Settings.from_env()

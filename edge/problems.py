@@ -4,10 +4,8 @@ become responses, so that no handler builds an error body by hand."""
 from __future__ import annotations
 
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
-import yaml
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.problem import problem
@@ -15,8 +13,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import compile_path
 
+from edge import security
 from edge.logs import log, request_id_var
-from storage.errors import Duplicate, NotFound, SchemaOutOfDate, Unavailable, Unprocessable
+from storage.errors import Duplicate, InProgress, KeyReused, NotFound, SchemaOutOfDate, Unavailable, Unprocessable
 
 RETRY_AFTER_SECONDS = 1
 MAX_MESSAGE_CHARS = 300
@@ -63,6 +62,15 @@ def unprocessable(_request: ConnexionRequest, error: Unprocessable) -> Connexion
     return _problem(422, "Unprocessable Content", "The request cannot be applied as it stands.", errors=errors)
 
 
+def key_reused(_request: ConnexionRequest, error: KeyReused) -> ConnexionResponse:
+    errors = [{"detail": str(error), "parameter": "Idempotency-Key"}]
+    return _problem(422, "Unprocessable Content", "The request cannot be applied as it stands.", errors=errors)
+
+
+def in_progress(_request: ConnexionRequest, error: InProgress) -> ConnexionResponse:
+    return _problem(409, "Conflict", f"{error} Try again shortly to get its answer.")
+
+
 def unavailable(_request: ConnexionRequest, error: Unavailable) -> ConnexionResponse:
     log.warning("database unavailable", extra={"error": str(error)})
     if isinstance(error, SchemaOutOfDate):
@@ -78,6 +86,13 @@ def problem_exception(request: ConnexionRequest, error: ProblemException) -> Con
         return internal_error(request, error)
     if error.status == 400 and not (error.ext or {}).get("errors"):
         error.ext = {**(error.ext or {}), "errors": [{"detail": str(error.detail), "pointer": ""}]}
+    if error.status == 401:  # Connexion's security check: missing key, or not one of API_KEYS
+        return _problem(
+            401,
+            "Unauthorized",
+            f"This operation needs a valid API key in {security.HEADER}.",
+            {"WWW-Authenticate": security.CHALLENGE},
+        )
     return error.to_problem()
 
 
@@ -94,8 +109,8 @@ class RoutingErrors:
     the spec gives the path (Starlette names only the first route it matched); a path that fits a
     spec path but not the type of its parameters (`/study-sessions/abc`) is a 400 naming them."""
 
-    def __init__(self, spec: Path, base_paths: tuple[str, ...]) -> None:
-        paths = yaml.safe_load(spec.read_text())["paths"]
+    def __init__(self, spec: dict[str, Any], base_paths: tuple[str, ...]) -> None:
+        paths = spec["paths"]
         self.paths = [
             (compile_path(base + path)[0], _methods(item)) for base in base_paths for path, item in paths.items()
         ]
@@ -131,6 +146,8 @@ HANDLERS: list[tuple[type[Exception], Any]] = [
     (Duplicate, duplicate),
     (Unprocessable, unprocessable),
     (Unavailable, unavailable),
+    (KeyReused, key_reused),
+    (InProgress, in_progress),
     (ProblemException, problem_exception),
 ]
 """Which exception becomes which problem; routing errors and the catch-all (a 500) come after."""

@@ -26,6 +26,8 @@ worker_class = "uvicorn_worker.UvicornWorker"
 timeout = round(settings.worker_timeout)
 graceful_timeout = round(settings.graceful_timeout)
 keepalive = 5
+# Whose X-Forwarded-For to believe (the proxy in front): nobody's unless FORWARDED_ALLOW_IPS says.
+forwarded_allow_ips = settings.forwarded_allow_ips or ""
 accesslog = None  # the service logs each request itself, as JSON
 errorlog = "-"
 loglevel = settings.log_level.lower()

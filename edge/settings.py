@@ -29,6 +29,12 @@ class Settings:
     workers: int = 2
     worker_timeout: float = 30.0
     graceful_timeout: float = 20.0
+    api_keys: frozenset[str] = frozenset()
+    reads_need_api_key: bool = False
+    rate_limit_write: str = "120/minute"
+    rate_limit_read: str = "1200/minute"
+    redis_url: str = ""
+    forwarded_allow_ips: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -47,4 +53,19 @@ class Settings:
             workers=int(env.get("WORKERS", cls.workers)),
             worker_timeout=float(env.get("WORKER_TIMEOUT", cls.worker_timeout)),
             graceful_timeout=float(env.get("GRACEFUL_TIMEOUT", cls.graceful_timeout)),
+            api_keys=api_key_digests(env.get("API_KEYS", "")),
+            reads_need_api_key=env.get("READS_NEED_API_KEY", "") in ("1", "true", "yes"),
+            rate_limit_write=env.get("RATE_LIMIT_WRITE", cls.rate_limit_write),
+            rate_limit_read=env.get("RATE_LIMIT_READ", cls.rate_limit_read),
+            redis_url=env.get("REDIS_URL", cls.redis_url),
+            forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", cls.forwarded_allow_ips),
         )
+
+
+def api_key_digests(text: str) -> frozenset[str]:
+    """API_KEYS: comma-separated SHA-256 hex digests of the accepted keys (never the keys)."""
+    digests = frozenset(d.strip().lower() for d in text.split(",") if d.strip())
+    wrong = [d for d in digests if len(d) != 64 or any(c not in "0123456789abcdef" for c in d)]
+    if wrong:
+        raise ValueError(f"API_KEYS holds {len(wrong)} value(s) that are not SHA-256 hex digests (64 hex digits)")
+    return digests

@@ -2,32 +2,49 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Connection
+
 from handlers import shape
-from storage import study_sessions
+from storage import idempotency, study_sessions
 from storage.database import Database
 
 log = logging.getLogger(__name__)
 
 
 async def create_study_session(
-    body: dict[str, Any], db: Database, base_path: str
+    body: dict[str, Any], db: Database, base_path: str, context_: dict[str, Any]
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
     now = datetime.now(UTC)
     given = body.get("created_at")
     created_at = study_sessions.parse_created_at(given, now=now) if given is not None else now
-    session = await db.write(
-        study_sessions.create,
-        id=body.get("id"),
-        group_id=body["group_id"],
-        study_activity_id=body["study_activity_id"],
-        created_at=created_at,
-    )
-    log.info("study session created", extra={"study_session_id": session.id})
-    return shape.item(session), 201, {**shape.JSON, "Location": f"{base_path}/study-sessions/{session.id}"}
+
+    def create(conn: Connection) -> idempotency.Response:
+        session = study_sessions.create(
+            conn,
+            id=body.get("id"),
+            group_id=body["group_id"],
+            study_activity_id=body["study_activity_id"],
+            created_at=created_at,
+        )
+        log.info("study session created", extra={"study_session_id": session.id})
+        location = f"{base_path}/study-sessions/{session.id}"
+        return idempotency.Response(201, json.dumps(shape.item(session)), {"Location": location})
+
+    key = context_.get("idempotency_key")
+    if key is None:
+        answer = await db.write(create)
+    else:
+        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        answer = await db.write(
+            idempotency.once, client=context_["client"], key=key, fingerprint=fingerprint, now=now, work=create
+        )
+    return json.loads(answer.body), answer.status, {**shape.JSON, **answer.headers}
 
 
 async def get_study_session(id: int, db: Database) -> tuple[dict[str, Any], int, dict[str, str]]:

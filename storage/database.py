@@ -4,6 +4,7 @@ process's own, so that a slow or locked database holds a thread, never the event
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -52,15 +53,17 @@ class Database:
         else:
             self._reads = self._writes = ThreadPoolExecutor(connections, thread_name_prefix="db")
 
-    async def read(self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    async def read(self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """`work`'s answer, from a read-only transaction."""
         return await self._run(self._reads, False, work, *args, **kwargs)
 
-    async def write(self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    async def write(self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """`work`'s answer, from a transaction that may write; committed before this returns."""
         return await self._run(self._writes, True, work, *args, **kwargs)
 
-    async def _run(self, pool: ThreadPoolExecutor, write: bool, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _run(
+        self, pool: ThreadPoolExecutor, write: bool, work: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> T:
         queued = time.monotonic()
 
         def run() -> T:
@@ -75,7 +78,8 @@ class Database:
             finally:
                 self._count(-1)
 
-        return await asyncio.get_running_loop().run_in_executor(pool, run)
+        # The caller's context (its request id, for the log) goes along, as asyncio.to_thread does.
+        return await asyncio.get_running_loop().run_in_executor(pool, contextvars.copy_context().run, run)
 
     def _count(self, change: int) -> None:
         """Reports the transactions running and the connections open, to `observe`."""

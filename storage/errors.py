@@ -43,3 +43,11 @@ class Unavailable(StorageError):
 
 class SchemaOutOfDate(Unavailable):
     """The database answers, but its schema is not at the revision this code was written for."""
+
+
+class KeyReused(StorageError):
+    """An idempotency key came again with another request."""
+
+
+class InProgress(StorageError):
+    """A request with this idempotency key is still being processed."""

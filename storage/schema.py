@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, Sequence, String, Table
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, Sequence, String, Table, Text
 
 from storage.types import UTCDateTime
 
@@ -55,3 +55,16 @@ row_counts = Table(
 )
 """How many rows a table has, kept by triggers (migration 0002) as rows come and go: the sum of
 a table's slots, read in one step where count(*) would read every row."""
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("client", String(100), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+    Column("status", Integer),
+    Column("body", Text),
+    Column("headers", Text),
+)
+"""The first answer to a request sent with an Idempotency-Key (storage.idempotency)."""

@@ -17,12 +17,16 @@ from sqlalchemy import Engine, create_engine, func, make_url, select, text
 from starlette.testclient import TestClient
 
 from app import create_app
+from edge.security import digest
 from edge.settings import Settings
 from storage import migrate
 from storage.engine import make_engine
 from storage.schema import study_sessions
 
 BACKENDS = ("sqlite", "postgresql")
+TEST_API_KEY = "test-key-3f0c9b5e4a9e4c1e9d552f6f0e7a1b42"
+# What schemathesis.toml hands Schemathesis as the ApiKey scheme's key, in process and in the CLI.
+os.environ.setdefault("STUDY_SESSIONS_API_KEY", TEST_API_KEY)
 POSTGRESQL_URL = os.environ.get("TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEMPLATE = f"study_sessions_template_{os.getpid()}"
 
@@ -85,8 +89,21 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    # Long enough for a loaded machine (CI); tests of a database that stays locked set their own.
-    return Settings(database_url=database_url, db_timeout=3.0, validate_responses=True)
+    """An open service (no API keys) without rate limits: the tests of keys and limits set theirs.
+    The timeout is long enough for a loaded machine (CI); tests of a locked database set theirs."""
+    return Settings(
+        database_url=database_url,
+        db_timeout=3.0,
+        validate_responses=True,
+        rate_limit_write="off",
+        rate_limit_read="off",
+    )
+
+
+@pytest.fixture
+def keyed_settings(settings: Settings) -> Settings:
+    """`settings`, with API_KEYS holding TEST_API_KEY's digest, as production runs."""
+    return Settings(**{**settings.__dict__, "api_keys": frozenset({digest(TEST_API_KEY)})})
 
 
 @pytest.fixture
@@ -101,6 +118,12 @@ def engine(settings: Settings) -> Iterator[Engine]:
 @pytest.fixture
 def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
     with TestClient(create_app(settings, engine), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def keyed_client(keyed_settings: Settings, engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(keyed_settings, engine), raise_server_exceptions=False) as client:
         yield client
 
 

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,6 +44,8 @@ def service(
         "DATABASE_URL": database_url,
         "VALIDATE_RESPONSES": "1",
         "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_WRITE": "off",  # unless a test sets its own: runs of hundreds of requests
+        "RATE_LIMIT_READ": "off",
         **env,
     }
     log = folder / f"server-{port}.log"
@@ -130,3 +132,37 @@ pidfile = {home}/pgbouncer.pid
         process.wait(timeout=10)
         (folder / "pgbouncer.log").write_bytes((home / "pgbouncer.log").read_bytes())
         shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """A Redis of the test's own on a free port (not the machine's): its URL, and functions that
+    stop it (SIGKILL, as a crash would) and start it again on the same port."""
+    port = free_port()
+    process: subprocess.Popen[bytes] | None = None
+
+    def start() -> None:
+        nonlocal process
+        command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail("redis-server did not start")
+            time.sleep(0.05)
+
+    def stop() -> None:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed here")
+    start()
+    try:
+        yield f"redis://127.0.0.1:{port}", stop, start
+    finally:
+        stop()

@@ -1,6 +1,6 @@
-"""Schemathesis over the whole spec, in process through the ASGI app, on both base paths: every
-default check and ours (tests/contract_checks.py), response validation on, a fixed seed
-(schemathesis.toml)."""
+"""Schemathesis over the whole spec, in process through the ASGI app, on both base paths, with API
+keys required as in production: every default check and ours (tests/contract_checks.py),
+response validation on, a fixed seed (schemathesis.toml)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ from sqlalchemy import Engine, delete
 from app import BASE_PATHS, create_app
 from edge.settings import Settings
 from storage import study_sessions as stored
-from storage.schema import study_sessions
+from storage.schema import idempotency_keys, study_sessions
 from tests.planted.lossy_service import losing_get
 
 CONFIG = SchemathesisConfig.from_path(Path(__file__).resolve().parent.parent / "schemathesis.toml")
 
 
 @pytest.fixture(params=BASE_PATHS)
-def api_schema(request: pytest.FixtureRequest, settings: Settings, engine: Engine):
-    service = create_app(settings, engine)
+def api_schema(request: pytest.FixtureRequest, keyed_settings: Settings, engine: Engine):
+    # With API keys, as production runs; schemathesis.toml hands Schemathesis the key.
+    service = create_app(keyed_settings, engine)
     return schemathesis.openapi.from_asgi(f"{request.param}/openapi.json", service, config=CONFIG)
 
 
@@ -41,6 +42,7 @@ def run_sequences(api_schema, engine: Engine) -> None:
             # Every scenario starts from the seeded database, so a replayed scenario meets the same
             # answers (a reused id is not a 409 the second time round only).
             with engine.begin() as conn:
+                conn.execute(delete(idempotency_keys))  # their answers name sessions deleted here
                 conn.execute(delete(study_sessions))
 
     StudySessionsMachine.run(settings=hypothesis.settings(derandomize=True, database=None, deadline=None))

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from app import BASE_PATHS
-from tests.servers import BIN, ROOT, service
+from edge.security import digest
+from tests.conftest import TEST_API_KEY
+from tests.servers import BIN, DEV_RUN, ROOT, service
 
 REPORTS = ROOT / "build" / "reports"
 PYTHON_CLIENT = ROOT / "build" / "clients" / "python"
@@ -23,7 +25,9 @@ pytestmark = pytest.mark.live
 
 @pytest.fixture
 def live_url(tmp_path: Path, database_url: str) -> Iterator[str]:
-    with service(tmp_path, database_url) as (url, _):
+    """The service as the README starts it, with API keys as production runs (the Schemathesis
+    CLI takes the key from STUDY_SESSIONS_API_KEY, which tests/conftest.py sets)."""
+    with service(tmp_path, database_url, API_KEYS=digest(TEST_API_KEY)) as (url, _):
         yield url
 
 
@@ -54,7 +58,7 @@ def test_the_schemathesis_cli_finds_no_failure_on_the_live_service(live_url: str
 
 def test_the_schemathesis_cli_catches_a_created_session_that_cannot_be_read(tmp_path: Path, database_url: str):
     lossy = (BIN / "python", "-m", "tests.planted.lossy_service")
-    with service(tmp_path, database_url, lossy) as (url, _):
+    with service(tmp_path, database_url, lossy, API_KEYS=digest(TEST_API_KEY)) as (url, _):
         result = schemathesis_cli(f"{url}/api/v1", tmp_path / "report.xml")
 
     assert result.returncode != 0
@@ -77,13 +81,23 @@ def client_package() -> Iterator[Any]:
         sys.path.remove(str(PYTHON_CLIENT))
 
 
-def test_a_generated_python_client_drives_the_live_service(live_url: str, client_package: Any):
+@pytest.mark.backends("sqlite")
+def test_a_generated_python_client_drives_the_live_service(tmp_path: Path, database_url: str, client_package: Any):
+
+    limits = {"API_KEYS": digest(TEST_API_KEY), "RATE_LIMIT_WRITE": "4/minute"}
+    with service(tmp_path, database_url, DEV_RUN, **limits) as (live_url, _):
+        base_url = f"{live_url}/api/v1"
+        client = client_package.AuthenticatedClient(
+            base_url=base_url, token=TEST_API_KEY, prefix="", auth_header_name="X-API-Key"
+        )
+        drive(client, client_package.Client(base_url=base_url))
+
+
+def drive(client: Any, anonymous: Any) -> None:
     from study_sessions_client.api.groups import list_groups
     from study_sessions_client.api.study_activities import list_study_activities
     from study_sessions_client.api.study_sessions import create_study_session, get_study_session, list_study_sessions
     from study_sessions_client.models import GroupPage, Problem, StudyActivityPage, StudySession, StudySessionCreate
-
-    client = client_package.Client(base_url=f"{live_url}/api/v1", raise_on_unexpected_status=True)
 
     groups = list_groups.sync(client=client)
     activities = list_study_activities.sync(client=client, per_page=100)
@@ -118,3 +132,22 @@ def test_a_generated_python_client_drives_the_live_service(live_url: str, client
 
     missing = get_study_session.sync(client=client, id=987654)
     assert isinstance(missing, Problem) and missing.status == 404
+
+    unauthorized = create_study_session.sync_detailed(
+        client=anonymous, body=StudySessionCreate(group_id=1, study_activity_id=1)
+    )
+    assert unauthorized.status_code == 401 and isinstance(unauthorized.parsed, Problem)
+    assert unauthorized.headers["www-authenticate"] == 'ApiKey header="X-API-Key"'
+
+    body = StudySessionCreate(group_id=group.id, study_activity_id=activity.id)
+    first = create_study_session.sync_detailed(client=client, body=body, idempotency_key="client-retry")
+    replayed = create_study_session.sync_detailed(client=client, body=body, idempotency_key="client-retry")
+    assert first.status_code == replayed.status_code == 201
+    assert isinstance(replayed.parsed, StudySession) and replayed.parsed == first.parsed
+    assert replayed.headers["location"] == first.headers["location"]
+
+    # The quota, 4 writes a minute for this key, is used up by now: a create, the 422, a create and its replay.
+    throttled = create_study_session.sync_detailed(client=client, body=body)
+    assert throttled.status_code == 429
+    assert isinstance(throttled.parsed, Problem) and throttled.parsed.status == 429
+    assert int(throttled.headers["retry-after"]) >= 1 and throttled.headers["ratelimit"].startswith('"write";r=0')

@@ -1,9 +1,23 @@
 """ASGI middleware, one concern a module, in the order a request meets them."""
 
 from edge.middleware.body import MAX_BODY_BYTES, RequestBody
+from edge.middleware.clients import Clients
 from edge.middleware.cors import CORS
+from edge.middleware.idempotency import IdempotencyKey
 from edge.middleware.metrics import Metrics
 from edge.middleware.paths import NoSlashRedirects
+from edge.middleware.rate_limit import RateLimit
 from edge.middleware.request_log import RequestLog, StampRequestId
 
-__all__ = ["CORS", "MAX_BODY_BYTES", "Metrics", "NoSlashRedirects", "RequestBody", "RequestLog", "StampRequestId"]
+__all__ = [
+    "CORS",
+    "MAX_BODY_BYTES",
+    "Clients",
+    "IdempotencyKey",
+    "Metrics",
+    "NoSlashRedirects",
+    "RateLimit",
+    "RequestBody",
+    "RequestLog",
+    "StampRequestId",
+]

@@ -13,6 +13,7 @@ from edge.logs import log, request_id_var
 from edge.middleware.base import HTTPMiddleware
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+RESPONSE_HEADERS = "study_sessions.response_headers"
 
 
 class RequestLog(HTTPMiddleware):
@@ -20,6 +21,7 @@ class RequestLog(HTTPMiddleware):
     response, and logs one JSON line per request."""
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("extensions", {})  # shared with the copies inner layers make
         given = Headers(scope=scope).get("x-request-id", "")
         request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
@@ -30,7 +32,7 @@ class RequestLog(HTTPMiddleware):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                _stamp(message)
+                _stamp(message, scope)
             await send(message)
 
         try:
@@ -48,8 +50,19 @@ class RequestLog(HTTPMiddleware):
             request_id_var.reset(token)
 
 
-def _stamp(message: Message) -> None:
-    MutableHeaders(scope=message)["X-Request-ID"] = request_id_var.get()
+def response_headers(scope: Scope) -> dict[str, str]:
+    """Headers that inner middleware asks to put on the response, whoever gives it (a handler,
+    or the error handler after an exception)."""
+    headers: dict[str, str] = scope.setdefault("extensions", {}).setdefault(RESPONSE_HEADERS, {})
+    return headers
+
+
+def _stamp(message: Message, scope: Scope | None = None) -> None:
+    headers = MutableHeaders(scope=message)
+    headers["X-Request-ID"] = request_id_var.get()
+    if scope is not None:
+        for name, value in scope["extensions"].get(RESPONSE_HEADERS, {}).items():
+            headers[name] = value
 
 
 class StampRequestId(HTTPMiddleware):

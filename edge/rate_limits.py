@@ -1,0 +1,98 @@
+"""Rate limits per client, with the `limits` library: in this process's memory by default, in
+Redis when REDIS_URL names one, so that one limit holds across every worker and host.
+
+Where Redis cannot be reached, requests are served without a limit (fail open) rather than
+refused: the log says why, once while it lasts, and the limiter tries Redis again every few
+seconds, then says when limits are back."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+log = logging.getLogger(__name__)
+
+OFF = ("", "off", "none", "0")
+REDIS_TIMEOUT = 0.25
+"""Seconds a request waits for Redis before it is served unlimited."""
+RETRY_REDIS_AFTER = 5.0
+"""Seconds between tries of a Redis that failed."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a request may go on, and what the RateLimit headers say of the client's quota."""
+
+    allowed: bool
+    headers: dict[str, str]
+    retry_after: int = 0
+
+
+class RateLimits:
+    """The `read` and `write` limits (`limits` notation, e.g. `30/minute`; `off` for none)."""
+
+    def __init__(self, *, write: str, read: str, redis_url: str = "") -> None:
+        self.items: dict[str, RateLimitItem] = {
+            name: parse(text) for name, text in (("write", write), ("read", read)) if text.strip().lower() not in OFF
+        }
+        storage: Storage
+        if redis_url:
+            uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
+            storage = RedisStorage(
+                uri, wrap_exceptions=True, connect_timeout=REDIS_TIMEOUT, stream_timeout=REDIS_TIMEOUT
+            )
+        else:
+            storage = MemoryStorage()
+        self.where = "redis" if redis_url else "memory"
+        self.limiter = SlidingWindowCounterRateLimiter(storage)
+        self._down_since: float | None = None
+        self._next_try = 0.0
+
+    async def hit(self, kind: str, client: str) -> Decision:
+        """Counts one `kind` request of `client`; whether it is within the limit."""
+        item = self.items.get(kind)
+        if item is None:
+            return Decision(True, {})
+        if self._down_since is not None and time.monotonic() < self._next_try:
+            return Decision(True, {})
+        try:
+            allowed = await self.limiter.hit(item, kind, client)
+            stats = await self.limiter.get_window_stats(item, kind, client)
+        except Exception as error:  # noqa: BLE001 - whatever the store's failure, serve unlimited
+            self._failed(error)
+            return Decision(True, {})
+        self._recovered()
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        headers = {
+            "RateLimit-Policy": f'"{kind}";q={item.amount};w={item.get_expiry()}',
+            "RateLimit": f'"{kind}";r={stats.remaining};t={reset}',
+        }
+        return Decision(allowed, headers, retry_after=max(1, reset))
+
+    def describe(self, kind: str) -> str:
+        item = self.items[kind]
+        return f"{item.amount} a {item.get_expiry()} s window"
+
+    def _failed(self, error: Exception) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            log.warning(
+                "rate limits suspended: their store cannot be reached; serving without limits until it can",
+                extra={"store": self.where, "error": f"{type(error).__name__}: {error}"[:300]},
+            )
+        self._next_try = now + RETRY_REDIS_AFTER
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            log.warning(
+                "rate limits resumed: their store answers again",
+                extra={"store": self.where, "suspended_s": round(time.monotonic() - self._down_since, 1)},
+            )
+            self._down_since = None

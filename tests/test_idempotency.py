@@ -1,0 +1,130 @@
+"""Idempotent creates (Idempotency-Key): a retry gets the first answer and creates nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, create_engine, func, select, text, update
+from starlette.testclient import TestClient
+
+from app import create_app
+from edge.security import digest
+from edge.settings import Settings
+from storage import idempotency
+from storage.schema import idempotency_keys
+from tests.conftest import TEST_API_KEY, count_sessions
+
+BODY = {"group_id": 1, "study_activity_id": 2}
+
+
+def post(client: TestClient, body: dict, key: str | None, base: str = "/api/v1", **headers: str):
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return client.post(f"{base}/study-sessions", json=body, headers=headers)
+
+
+def test_a_retry_with_the_same_key_and_body_gets_the_first_answer_and_creates_nothing(
+    client: TestClient, engine: Engine, base: str
+):
+    first = post(client, BODY, "retry-1", base)
+    again = post(client, BODY, "retry-1", base)
+    other_base = post(client, BODY, "retry-1", "/api" if base == "/api/v1" else "/api/v1")
+
+    assert first.status_code == again.status_code == other_base.status_code == 201
+    assert first.json() == again.json() == other_base.json()
+    assert first.headers["location"] == again.headers["location"] == other_base.headers["location"]
+    assert count_sessions(engine) == 1
+
+
+def test_the_same_key_with_another_body_is_a_422_naming_the_key_and_stores_nothing(client: TestClient, engine: Engine):
+    post(client, BODY, "reused")
+
+    refused = post(client, {**BODY, "study_activity_id": 3}, "reused")
+
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [
+        {"detail": "Idempotency key 'reused' was used with another request.", "parameter": "Idempotency-Key"}
+    ]
+    assert count_sessions(engine) == 1
+
+
+def test_keys_belong_to_their_client(keyed_settings: Settings, engine: Engine):
+    second = "the-other-clients-key-000000000000000000"
+    settings = Settings(**{**keyed_settings.__dict__, "api_keys": keyed_settings.api_keys | {digest(second)}})
+    with TestClient(create_app(settings, engine)) as client:
+        mine = post(client, BODY, "shared-name", **{"X-API-Key": TEST_API_KEY})
+        theirs = post(client, BODY, "shared-name", **{"X-API-Key": second})
+
+    assert mine.status_code == theirs.status_code == 201
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert count_sessions(engine) == 2
+
+
+def test_a_failed_first_attempt_keeps_nothing_so_a_retry_is_tried_afresh(client: TestClient, engine: Engine):
+    first = post(client, {"id": 9, "group_id": 999, "study_activity_id": 1}, "after-a-422")
+    again = post(client, {"id": 9, "group_id": 999, "study_activity_id": 1}, "after-a-422")
+
+    assert first.status_code == again.status_code == 422
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(idempotency_keys)).scalar_one() == 0
+
+
+def test_a_key_expires_after_24_hours_and_is_then_taken_anew(client: TestClient, engine: Engine):
+    first = post(client, BODY, "old-key")
+    with engine.begin() as conn:
+        conn.execute(update(idempotency_keys).values(created_at=datetime.now(UTC) - timedelta(hours=25)))
+
+    later = post(client, {**BODY, "group_id": 2}, "old-key")
+
+    assert later.status_code == 201 and later.json()["id"] != first.json()["id"]
+    assert count_sessions(engine) == 2
+
+
+def test_expired_keys_are_swept_without_a_cron_job(client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch):
+    for n in range(5):
+        post(client, BODY, f"sweep-{n}")
+    with engine.begin() as conn:
+        conn.execute(update(idempotency_keys).values(created_at=datetime.now(UTC) - timedelta(hours=30)))
+    monkeypatch.setattr(idempotency, "SWEEP_EVERY", 1)  # the sweep runs on one request in a hundred
+
+    post(client, BODY, "fresh")
+
+    with engine.connect() as conn:
+        assert conn.execute(select(idempotency_keys.c.key)).scalars().all() == ["fresh"]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "has space", "ключ"])
+def test_a_malformed_key_is_a_400_naming_the_header(client: TestClient, engine: Engine, key: str):
+    response = client.post("/api/v1/study-sessions", json=BODY, headers={b"Idempotency-Key": key.encode()})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["parameter"] == "Idempotency-Key"
+    assert count_sessions(engine) == 0
+
+
+@pytest.mark.backends("postgresql")
+def test_a_retry_while_the_first_is_still_running_is_a_409_then_it_gets_the_answer(
+    client: TestClient, engine: Engine, database_url: str
+):
+    holder = create_engine(database_url).connect()
+    holder.execute(text("LOCK TABLE study_sessions IN EXCLUSIVE MODE"))  # the first create waits here
+    first: list = []
+    waiting = threading.Thread(target=lambda: first.append(post(client, BODY, "slow")))
+    waiting.start()
+    time.sleep(0.5)
+    try:
+        during = post(client, BODY, "slow")
+    finally:
+        holder.rollback()
+        holder.close()
+    waiting.join(timeout=30)
+    after = post(client, BODY, "slow")
+
+    assert during.status_code == 409
+    assert "still being processed" in during.json()["detail"]
+    assert first[0].status_code == 201
+    assert after.status_code == 201 and after.json() == first[0].json()
+    assert count_sessions(engine) == 1

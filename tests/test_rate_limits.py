@@ -1,0 +1,132 @@
+"""Rate limits per client, in process with the in-memory store (the Redis store, shared by
+processes, is in test_limits_live.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+
+from app import create_app
+from edge.rate_limits import RateLimits
+from edge.security import digest
+from edge.settings import Settings
+from tests.conftest import TEST_API_KEY, count_sessions
+
+BODY = {"group_id": 1, "study_activity_id": 1}
+
+
+def limited(settings: Settings, write: str = "3/minute", read: str = "5/minute") -> Settings:
+    return Settings(**{**settings.__dict__, "rate_limit_write": write, "rate_limit_read": read})
+
+
+def test_writes_past_the_limit_are_a_429_problem_with_retry_after_and_store_nothing(settings: Settings, engine: Engine):
+    with TestClient(create_app(limited(settings), engine), raise_server_exceptions=False) as client:
+        answers = [client.post("/api/v1/study-sessions", json=BODY) for _ in range(5)]
+
+    assert [a.status_code for a in answers] == [201, 201, 201, 429, 429]
+    assert [a.headers["ratelimit"].split(";")[1] for a in answers] == ["r=2", "r=1", "r=0", "r=0", "r=0"]
+    assert {a.headers["ratelimit-policy"] for a in answers} == {'"write";q=3;w=60'}
+    refused = answers[3]
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert re.fullmatch(r'"write";r=0;t=\d+', refused.headers["ratelimit"])
+    assert "write limit" in refused.json()["detail"]
+    assert count_sessions(engine) == 3
+
+
+def test_reads_and_writes_have_limits_of_their_own(settings: Settings, engine: Engine):
+    with TestClient(create_app(limited(settings), engine), raise_server_exceptions=False) as client:
+        writes = [client.post("/api/v1/study-sessions", json=BODY).status_code for _ in range(4)]
+        reads = [client.get("/api/v1/study-sessions").status_code for _ in range(6)]
+
+    assert writes == [201, 201, 201, 429]
+    assert reads == [200] * 5 + [429]
+
+
+def test_errors_count_and_carry_the_headers_too(settings: Settings, engine: Engine):
+    with TestClient(create_app(limited(settings), engine), raise_server_exceptions=False) as client:
+        answers = [
+            client.post("/api/v1/study-sessions", json={"group_id": 999, "study_activity_id": 1}) for _ in range(4)
+        ]
+
+    assert [a.status_code for a in answers] == [422, 422, 422, 429]
+    assert all("ratelimit" in a.headers for a in answers)
+
+
+def test_the_platform_endpoints_and_the_docs_are_not_limited(settings: Settings, engine: Engine):
+    with TestClient(create_app(limited(settings, read="1/minute"), engine), raise_server_exceptions=False) as client:
+        statuses = {
+            path: [client.get(path).status_code for _ in range(3)]
+            for path in ("/api/v1/healthz", "/api/v1/readyz", "/api/v1/openapi.json")
+        }
+
+    assert all(codes == [200, 200, 200] for codes in statuses.values()), statuses
+
+
+def test_each_api_key_has_its_own_quota_and_a_bad_key_counts_against_the_address(
+    keyed_settings: Settings, engine: Engine
+):
+    other = "second-key-00000000000000000000000000000"
+    settings = limited(Settings(**{**keyed_settings.__dict__, "api_keys": keyed_settings.api_keys | {digest(other)}}))
+    with TestClient(create_app(settings, engine), raise_server_exceptions=False) as client:
+
+        def post(key: str) -> int:
+            return client.post("/api/v1/study-sessions", json=BODY, headers={"X-API-Key": key}).status_code
+
+        first = [post(TEST_API_KEY) for _ in range(4)]
+        second = [post(other) for _ in range(4)]
+        guesses = [post(f"guess-{i}") for i in range(5)]
+
+    assert first == second == [201, 201, 201, 429]
+    assert guesses == [401, 401, 401, 429, 429]  # keys guessed from one address share its quota
+
+
+def asgi_get(service, client_address: str) -> int:
+    statuses = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": "/api/v1/groups", "raw_path": b"/api/v1/groups", "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"testserver")], "client": (client_address, 1234), "server": ("testserver", 80),
+    }  # fmt: skip
+    asyncio.run(service(scope, receive, send))
+    return statuses[0]
+
+
+def test_without_a_key_each_address_has_its_own_quota(settings: Settings, engine: Engine):
+    service = create_app(limited(settings, read="2/minute"), engine)
+
+    first = [asgi_get(service, "10.0.0.1") for _ in range(3)]
+    second = [asgi_get(service, "10.0.0.2") for _ in range(3)]
+
+    assert first == second == [200, 200, 429]
+
+
+@pytest.mark.parametrize("text", ["off", "", "none"])
+def test_a_limit_can_be_switched_off(text: str):
+    assert "write" not in RateLimits(write=text, read="1/second").items
+
+
+def test_a_limits_store_that_cannot_be_reached_serves_without_limits_and_says_so_once(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
+):
+    unreachable = Settings(**{**limited(settings, write="1/minute").__dict__, "redis_url": "redis://127.0.0.1:1"})
+    with TestClient(create_app(unreachable, engine), raise_server_exceptions=False) as client:
+        answers = [client.post("/api/v1/study-sessions", json=BODY) for _ in range(4)]
+
+    assert [a.status_code for a in answers] == [201] * 4
+    assert all("ratelimit" not in a.headers for a in answers)
+    warnings = [r for r in caplog.records if "rate limits suspended" in r.getMessage()]
+    assert len(warnings) == 1
+    assert count_sessions(engine) == 4
