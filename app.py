@@ -26,10 +26,11 @@ from edge.middleware import (
     Clients,
     IdempotencyKey,
     Metrics,
-    NoSlashRedirects,
     RateLimit,
     RequestBody,
+    RequestHead,
     RequestLog,
+    SecurityHeaders,
     StampRequestId,
 )
 from edge.rate_limits import RateLimits
@@ -91,6 +92,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
     app.add_error_handler(Exception, problems.internal_error)
 
     app.add_middleware(RequestLog, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(SecurityHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(Metrics, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         CORS,
@@ -102,7 +104,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         allow_credentials=False,
         max_age=600,
     )
-    app.add_middleware(NoSlashRedirects, position=MiddlewarePosition.BEFORE_ROUTING)
+    app.add_middleware(RequestHead, position=MiddlewarePosition.BEFORE_ROUTING)
     app.add_middleware(Clients, position=MiddlewarePosition.BEFORE_SECURITY, api_keys=settings.api_keys)
     app.add_middleware(
         RateLimit, position=MiddlewarePosition.BEFORE_SECURITY, limits=limits, exempt=security.platform_operations(spec)
@@ -110,6 +112,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
     app.add_middleware(IdempotencyKey, position=MiddlewarePosition.BEFORE_SECURITY)
     app.add_middleware(RequestBody, position=MiddlewarePosition.BEFORE_VALIDATION)
     app.add_middleware(StampRequestId, position=MiddlewarePosition.BEFORE_CONTEXT)
+    if settings.validate_responses:  # the response validator checks the handlers' answers for them too
+        app.add_middleware(SecurityHeaders, position=MiddlewarePosition.BEFORE_CONTEXT)
     return app
 
 
@@ -127,6 +131,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        server_header=False,  # no banner naming the server and its version
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )

@@ -24,12 +24,29 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 
 def short(text: str) -> str:
     """`text`, cut to a length that a problem's `detail` can carry."""
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
+    return _cut(text, MAX_MESSAGE_CHARS)
+
+
+MAX_ERRORS = 100
+"""The most violations a problem lists (the spec's maxItems); its `detail` still counts them all."""
+MAX_POINTER = 1000
+MAX_PARAMETER = 100
+
+
+def bounded(errors: list[dict[str, str]]) -> list[dict[str, str]]:
+    """`errors` within the spec's limits: at most MAX_ERRORS, each field cut to its maxLength
+    (a pointer or name that long comes from a client's own input)."""
+    limits = {"detail": MAX_MESSAGE_CHARS, "pointer": MAX_POINTER, "parameter": MAX_PARAMETER}
+    return [{k: _cut(v, limits[k]) for k, v in error.items()} for error in errors[:MAX_ERRORS]]
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def invalid(detail: str, errors: list[dict[str, str]]) -> ProblemException:
     """A 400 that lists every violation, each with a `pointer` or a `parameter`."""
-    return ProblemException(status=400, title="Bad Request", detail=detail, ext={"errors": errors})
+    return ProblemException(status=400, title="Bad Request", detail=detail, ext={"errors": bounded(errors)})
 
 
 def invalid_parameters(errors: list[dict[str, str]]) -> ProblemException:
@@ -58,7 +75,7 @@ def duplicate(request: ConnexionRequest, error: Duplicate) -> ConnexionResponse:
 
 
 def unprocessable(_request: ConnexionRequest, error: Unprocessable) -> ConnexionResponse:
-    errors = [{"detail": v.detail, "pointer": v.pointer} for v in error.violations]
+    errors = bounded([{"detail": v.detail, "pointer": v.pointer} for v in error.violations])
     return _problem(422, "Unprocessable Content", "The request cannot be applied as it stands.", errors=errors)
 
 
@@ -85,7 +102,8 @@ def problem_exception(request: ConnexionRequest, error: ProblemException) -> Con
     if error.status >= 500:
         return internal_error(request, error)
     if error.status == 400 and not (error.ext or {}).get("errors"):
-        error.ext = {**(error.ext or {}), "errors": [{"detail": str(error.detail), "pointer": ""}]}
+        error.ext = {**(error.ext or {}), "errors": [{"detail": short(str(error.detail)), "pointer": ""}]}
+    error.detail = short(str(error.detail))
     if error.status == 401:  # Connexion's security check: missing key, or not one of API_KEYS
         return _problem(
             401,

@@ -14,15 +14,24 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, ClassVar
+
+from uvicorn_worker import UvicornWorker
 
 from edge.settings import Settings
 
 settings = Settings.from_env()
 
+
+class Worker(UvicornWorker):
+    """uvicorn's gunicorn worker, without the `server` header that names it and its version."""
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {**UvicornWorker.CONFIG_KWARGS, "server_header": False}
+
+
 bind = f"{settings.host}:{settings.port}"
 workers = settings.workers
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "edge.serving.Worker"
 timeout = round(settings.worker_timeout)
 graceful_timeout = round(settings.graceful_timeout)
 keepalive = 5

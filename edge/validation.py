@@ -132,6 +132,11 @@ class Parameters(ParameterValidator):
         raw = {"query": request._starlette_request.query_params, "path": request._starlette_request.path_params}
         for where, params in self.parameters.items():
             for param in params:
+                given_times = len(raw["query"].getlist(param["name"])) if where == "query" else 1
+                if given_times > 1 and param["schema"].get("type") != "array":
+                    detail = f"It is given {given_times} times; send it once."
+                    errors.append({"detail": detail, "parameter": param["name"]})
+                    continue
                 value = sources[where].get(param["name"])
                 if value is None:
                     if param.get("required"):

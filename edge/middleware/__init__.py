@@ -3,9 +3,10 @@
 from edge.middleware.body import MAX_BODY_BYTES, RequestBody
 from edge.middleware.clients import Clients
 from edge.middleware.cors import CORS
+from edge.middleware.hardening import SecurityHeaders
 from edge.middleware.idempotency import IdempotencyKey
 from edge.middleware.metrics import Metrics
-from edge.middleware.paths import NoSlashRedirects
+from edge.middleware.paths import RequestHead
 from edge.middleware.rate_limit import RateLimit
 from edge.middleware.request_log import RequestLog, StampRequestId
 
@@ -15,9 +16,10 @@ __all__ = [
     "Clients",
     "IdempotencyKey",
     "Metrics",
-    "NoSlashRedirects",
     "RateLimit",
     "RequestBody",
+    "RequestHead",
     "RequestLog",
+    "SecurityHeaders",
     "StampRequestId",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from connexion.exceptions import BadRequestProblem, ProblemException, UnsupportedMediaTypeProblem
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
@@ -10,13 +12,15 @@ from edge.middleware.base import HTTPMiddleware
 
 MAX_BODY_BYTES = 16384
 """The largest request body read, as the spec documents it."""
+BODY_TIMEOUT = 10
+"""Seconds a whole body may take to arrive: a client that trickles it is cut off (408), not waited for."""
 
 
 class RequestBody(HTTPMiddleware):
-    """Reads at most MAX_BODY_BYTES of a request body (413 past that, without reading on) and hands
-    it on whole, with its true Content-Length and its media type in lower case, to the validation
-    behind it. A body must say it is JSON (415 otherwise, and for any charset but UTF-8); a body
-    on a method that takes none is dropped unread."""
+    """Reads at most MAX_BODY_BYTES of a request body (413 past that, without reading on), within
+    BODY_TIMEOUT (408 past that), and hands it on whole, with its true Content-Length and its media
+    type in lower case, to the validation behind it. A body must say it is JSON (415 otherwise,
+    and for any charset but UTF-8); a body on a method that takes none is dropped unread."""
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope = dict(scope)
@@ -31,7 +35,13 @@ class RequestBody(HTTPMiddleware):
                 raise BadRequestProblem(detail="Content-Length is not a whole number.")
             if int(declared) > MAX_BODY_BYTES:
                 raise _too_large()
-        body = await _read_at_most(receive, MAX_BODY_BYTES)
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await _read_at_most(receive, MAX_BODY_BYTES)
+        except TimeoutError:
+            raise ProblemException(
+                status=408, title="Request Timeout", detail=f"The request body did not arrive within {BODY_TIMEOUT} s."
+            ) from None
         if body is None:
             return  # the client went away
         if "content-type" in headers:

@@ -1,0 +1,246 @@
+"""Hostile input: each a clear 4xx problem, nothing stored, and the next request still served."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+from starlette.types import Message
+
+from app import SPEC, create_app
+from edge.logs import configure_logging
+from edge.middleware import body as body_module
+from edge.settings import Settings
+from tests.conftest import count_sessions
+from tests.servers import service
+
+GOOD = {"group_id": 1, "study_activity_id": 1}
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    return response.json()
+
+
+def still_served(client: TestClient, engine: Engine, stored: int = 0) -> None:
+    """Nothing was stored by what came before, and the service still answers."""
+    assert count_sessions(engine) == stored
+    assert client.post("/api/v1/study-sessions", json=GOOD).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["page=1&page=2", "per_page=5&per_page=5", "page=1&per_page=2&page=1"],
+)
+def test_a_query_parameter_given_twice_is_a_400_naming_it(client: TestClient, query: str):
+    problem = assert_problem(client.get(f"/api/v1/study-sessions?{query}"), 400)
+
+    assert "times; send it once" in problem["errors"][0]["detail"]
+
+
+@pytest.mark.parametrize("query", ["x=" + "a" * 60000, "&".join(f"p{i}=1" for i in range(5000)), "page=" + "9" * 5000])
+def test_huge_queries_are_400_and_the_answer_stays_small(client: TestClient, engine: Engine, query: str):
+    response = client.get(f"/api/v1/study-sessions?{query}")
+
+    problem = assert_problem(response, 400)
+    assert len(problem["errors"]) <= 100 and len(response.content) < 60000
+    still_served(client, engine)
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        ('\ufeff{"group_id": 1, "study_activity_id": 1}'.encode(), "not valid JSON"),
+        (b'{"group_id": 1, "study_activity_id": 1, "created_at": "2026-01-01T00:00:00\\u0000Z"}', "invalid"),
+        (b'{"group_id": 1, "study_activity_id": 1, "created_at": "2026-01-01\\nT00:00:00Z"}', "invalid"),
+        (b'{"group_id": 1, "study_activity_id": 1, "created_at": "2026-01-01T00:00:00Z\\u202e"}', "invalid"),
+        (b'{"group_id\\u0000": 1, "study_activity_id": 1}', "invalid"),
+        (b'{"group_id": 1, "study_activity_id": 1}\x00', "not valid JSON"),
+    ],
+)
+def test_a_bom_nul_and_control_characters_are_400(client: TestClient, engine: Engine, content: bytes, detail: str):
+    response = client.post("/api/v1/study-sessions", content=content, headers={"content-type": "application/json"})
+
+    assert detail in assert_problem(response, 400)["detail"]
+    still_served(client, engine)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/study-sessions/1%2F..%2F2",
+        "/api/v1/study-sessions/..%2Fgroups",
+        "/api/v1/%2e%2e/groups",
+        "/api/v1/study-sessions/%2e%2e",
+        "/api/v1/study-sessions/1%00",
+        "/api/v1/..;/groups",
+    ],
+)
+def test_encoded_slashes_and_dot_dot_in_paths_are_4xx_problems(client: TestClient, path: str):
+    response = client.get(path)
+
+    assert response.status_code in (400, 404), response.text
+    assert response.headers["content-type"] == PROBLEM
+
+
+DOCUMENT = yaml.safe_load(SPEC.read_text())
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+PATHS = [path.replace("{id}", "1") for path in DOCUMENT["paths"]]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_method_a_path_does_not_take_is_a_405_with_allow(client: TestClient, path: str):
+    item = DOCUMENT["paths"][path.replace("/1", "/{id}") if path.startswith("/study-sessions/") else path]
+    allowed = {m.upper() for m in item} | ({"HEAD"} if "get" in item else set())
+
+    for method in METHODS:
+        if method in allowed:
+            continue
+        response = client.request(method, f"/api/v1{path}")
+        assert response.status_code == 405, (method, path, response.text)
+        assert set(response.headers["allow"].split(", ")) == allowed
+        if method != "HEAD":
+            assert response.headers["content-type"] == PROBLEM
+
+
+def asgi_post(service, headers: list[tuple[bytes, bytes]], chunks: list[bytes], pause: float = 0.0) -> tuple[int, int]:
+    """POSTs `chunks` straight through ASGI, `pause` seconds apart; the status, and the chunks read."""
+    read = 0
+    started: list[Message] = []
+
+    async def receive() -> Message:
+        nonlocal read
+        if read:
+            await asyncio.sleep(pause)
+        read += 1
+        return {"type": "http.request", "body": chunks[read - 1], "more_body": read < len(chunks)}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/api/v1/study-sessions", "raw_path": b"/api/v1/study-sessions", "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+    }  # fmt: skip
+    asyncio.run(service(scope, receive, send))
+    return started[0]["status"], read
+
+
+def test_a_body_longer_than_its_content_length_says_is_still_cut_at_the_limit(settings: Settings, engine: Engine):
+    chunks = [b" " * 1024] * 40  # 40 KiB that claim to be 10 bytes
+
+    status, read = asgi_post(create_app(settings, engine), [(b"content-length", b"10")], chunks)
+
+    assert status == 413 and read <= 17
+    assert count_sessions(engine) == 0
+
+
+def test_a_body_shorter_than_its_content_length_says_is_read_as_it_is(settings: Settings, engine: Engine):
+    status, _ = asgi_post(create_app(settings, engine), [(b"content-length", b"500")], [b'{"group_id": 1,'])
+
+    assert status == 400
+    assert count_sessions(engine) == 0
+
+
+def test_a_body_trickled_in_is_cut_off_with_a_408(settings: Settings, engine: Engine, monkeypatch):
+    monkeypatch.setattr(body_module, "BODY_TIMEOUT", 0.5)
+    chunks = [b'{"group_id": 1, ', b'"study_activity_id": 1', b"}"]
+
+    started = time.monotonic()
+    status, read = asgi_post(create_app(settings, engine), [], chunks, pause=0.4)
+
+    assert status == 408 and read == 2
+    assert time.monotonic() - started < 2
+    assert count_sessions(engine) == 0
+
+
+@pytest.mark.parametrize(
+    "value", [b"abc\r\nSet-Cookie: stolen=1", b'x"}\n{"message": "forged', b"\x00\x01\x7f", "é".encode()]
+)
+def test_a_request_id_that_tries_to_inject_is_refused_and_never_echoed(client: TestClient, value: bytes):
+    response = client.get("/api/v1/groups", headers=[(b"X-Request-ID", value)])
+
+    assert assert_problem(response, 400)["errors"][0]["parameter"] == "X-Request-ID"
+    assert response.headers["x-request-id"].isalnum()
+    assert "set-cookie" not in response.headers
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging("INFO", stream)
+    yield stream
+    root.handlers[:], level = saved
+    root.setLevel(level)
+
+
+def test_log_lines_cannot_be_forged_through_what_a_client_controls(client: TestClient, json_logs: io.StringIO):
+    forged = '{"levelname": "ERROR", "message": "forged"}'
+    client.get("/api/v1/groups%0A" + forged.replace(" ", "%20"), headers={"X-Request-ID": "a\nb"})
+    client.get("/api/v1/study-sessions/1%0D%0A" + "x" * 10)
+    client.post("/api/v1/study-sessions", json={"group_id": "\n" + forged, "study_activity_id": 1})
+
+    lines = json_logs.getvalue().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all(record["message"] != "forged" for record in records)
+    assert [r["status"] for r in records if r["message"] == "request"] == [404, 400, 400]
+    assert any("\n" in r["path"] for r in records if r["message"] == "request")  # kept, escaped
+
+
+@pytest.mark.live
+@pytest.mark.backends("sqlite")
+def test_over_a_real_socket_malformed_http_is_refused_and_the_next_request_served(
+    tmp_path: Path, database_url: str, engine: Engine
+):
+    with service(tmp_path, database_url) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+
+        def exchange(raw: bytes, wait: float = 5.0) -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+                sock.sendall(raw)
+                answer = b""
+                try:
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                except TimeoutError:
+                    pass
+                return answer
+
+        post = b"POST /api/v1/study-sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        big = b"GET /api/v1/groups HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
+        lying = post + b"Content-Length: 5\r\nConnection: close\r\n\r\n" + json.dumps(GOOD).encode()
+        answers = {
+            "oversized headers": exchange(big),
+            "lying length": exchange(lying),
+            "chunked, too long": exchange(
+                post + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                + b"".join(b"400\r\n" + b" " * 1024 + b"\r\n" for _ in range(40)) + b"0\r\n\r\n"
+            ),
+            "no length, no chunks": exchange(post + b"Connection: close\r\n\r\n" + json.dumps(GOOD).encode(), wait=3),
+        }  # fmt: skip
+        after = exchange(b"GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+    statuses = {name: int(answer.split(b" ", 2)[1]) for name, answer in answers.items() if answer}
+    assert statuses["oversized headers"] == 431
+    assert statuses["lying length"] == 400  # the 5 bytes read are not JSON; the rest is no request
+    assert statuses["chunked, too long"] == 413
+    assert answers["no length, no chunks"] == b"" or int(answers["no length, no chunks"].split(b" ", 2)[1]) < 500
+    assert after.startswith(b"HTTP/1.1 200")
+    assert count_sessions(engine) == 0
