@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import connexion
 import yaml
+from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from sqlalchemy import Engine
@@ -72,7 +74,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         yield
         db.close()  # after the server has drained its requests: finish, then hang up
 
-    app = AsyncApp(__name__, specification_dir=SPEC.parent, lifespan=lifespan)
+    # Words are Japanese: answer them as UTF-8 text (JSON's own encoding), not as \u escapes.
+    jsonifier = Jsonifier(json, ensure_ascii=False)
+    app = AsyncApp(__name__, specification_dir=SPEC.parent, lifespan=lifespan, jsonifier=jsonifier)
     for base_path in BASE_PATHS:
         app.add_api(
             spec,

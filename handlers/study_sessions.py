@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
-from handlers import shape
+from handlers import shape, writes
 from storage import idempotency, study_sessions
 from storage.database import Database
 
@@ -33,18 +31,9 @@ async def create_study_session(
             created_at=created_at,
         )
         log.info("study session created", extra={"study_session_id": session.id})
-        location = f"{base_path}/study-sessions/{session.id}"
-        return idempotency.Response(201, json.dumps(shape.item(session)), {"Location": location})
+        return writes.created(session, f"{base_path}/study-sessions/{session.id}")
 
-    key = context_.get("idempotency_key")
-    if key is None:
-        answer = await db.write(create)
-    else:
-        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        answer = await db.write(
-            idempotency.once, client=context_["client"], key=key, fingerprint=fingerprint, now=now, work=create
-        )
-    return json.loads(answer.body), answer.status, {**shape.JSON, **answer.headers}
+    return await writes.answer(db, context_, body, now, create)
 
 
 async def get_study_session(id: int, db: Database) -> tuple[dict[str, Any], int, dict[str, str]]:

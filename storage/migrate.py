@@ -9,8 +9,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, exc, insert, select, text
 
+from storage import vocabulary
 from storage.engine import transaction
-from storage.schema import groups, study_activities
+from storage.schema import groups, study_activities, word_groups, words
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -74,10 +75,16 @@ def upgrade(engine: Engine) -> None:
 
 
 def seed(engine: Engine) -> None:
-    """Add the starting groups and study activities that are missing; rows already there stay."""
+    """Add the starting groups, study activities and words that are missing; rows already there
+    stay."""
+    words_, memberships = vocabulary.rows()
     with transaction(engine, write=True) as conn:
-        for table, rows in ((groups, GROUPS), (study_activities, STUDY_ACTIVITIES)):
+        for table, rows in ((groups, GROUPS), (study_activities, STUDY_ACTIVITIES), (words, words_)):
             present = set(conn.execute(select(table.c.id)).scalars())
             missing = [row for row in rows if row["id"] not in present]
             if missing:
                 conn.execute(insert(table), missing)
+        present_pairs = {(g, w) for g, w in conn.execute(select(word_groups.c.group_id, word_groups.c.word_id))}
+        missing_pairs = [m for m in memberships if (m["group_id"], m["word_id"]) not in present_pairs]
+        if missing_pairs:
+            conn.execute(insert(word_groups), missing_pairs)

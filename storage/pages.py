@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -35,11 +35,14 @@ def fetch_page(
     page: int,
     per_page: int,
     to_item: Callable[[Any], T],
+    params: Mapping[str, Any] | None = None,
 ) -> Page[T]:
     """The page numbered `page` (from 1) of `query`, an ordered query whose range of rows is the
-    bound parameters `limit` and `offset` (see `paged`), in a list as long as `total` answers."""
-    rows = conn.execute(query, {"limit": per_page, "offset": (page - 1) * per_page})
-    return Page([to_item(row) for row in rows], conn.execute(total).scalar_one(), page, per_page)
+    bound parameters `limit` and `offset` (see `paged`), in a list as long as `total` answers (0
+    where it finds no row); both take `params` as well."""
+    params = dict(params or {})
+    rows = conn.execute(query, {**params, "limit": per_page, "offset": (page - 1) * per_page})
+    return Page([to_item(row) for row in rows], int(conn.execute(total, params).scalar() or 0), page, per_page)
 
 
 def paged(query: Select[Any]) -> Select[Any]:

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, Sequence, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Sequence,
+    String,
+    Table,
+    Text,
+)
 
 from storage.types import UTCDateTime
 
@@ -68,3 +81,48 @@ idempotency_keys = Table(
     Column("headers", Text),
 )
 """The first answer to a request sent with an Idempotency-Key (storage.idempotency)."""
+
+words = Table(
+    "words",
+    metadata,
+    Column("id", Key, primary_key=True),
+    Column("kanji", String(100), nullable=False, comment="The word as it is written."),
+    Column("romaji", String(200), nullable=False, comment="How it is read, in Hepburn romaji."),
+    Column("english", String(500), nullable=False, comment="What it means."),
+    Column("parts", JSON, nullable=False),
+)
+
+word_groups = Table(
+    "word_groups",
+    metadata,
+    Column("group_id", Key, ForeignKey("groups.id"), primary_key=True),
+    Column("word_id", Key, ForeignKey("words.id"), primary_key=True),
+)
+
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("id", Key, primary_key=True),
+    Column("study_session_id", Key, ForeignKey("study_sessions.id"), nullable=False),
+    Column("word_id", Key, ForeignKey("words.id"), nullable=False, index=True),
+    Column("correct", Boolean, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "study_session_id", "id"),
+)
+
+def _review_counts(name: str, column: str, referred: str) -> Table:
+    """Reviews and right answers per `column`, kept by triggers (migration 0005) as reviews come
+    and go."""
+    return Table(
+        name,
+        metadata,
+        Column(column, Key, ForeignKey(f"{referred}.id"), primary_key=True, autoincrement=False),
+        Column("reviews", BigInteger, nullable=False),
+        Column("correct", BigInteger, nullable=False),
+    )
+
+
+review_counts = _review_counts("review_counts", "study_session_id", "study_sessions")
+"""A session's reviews and right answers."""
+word_review_counts = _review_counts("word_review_counts", "word_id", "words")
+"""A word's reviews and right answers, across every session."""

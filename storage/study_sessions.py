@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.errors import Duplicate, NotFound, Unprocessable, Violation
 from storage.pages import Page, counted, fetch_page, paged
-from storage.schema import groups, study_activities, study_sessions, study_sessions_id_seq
+from storage.schema import groups, review_counts, study_activities, study_sessions, study_sessions_id_seq
 
 MAX_CLOCK_SKEW = timedelta(seconds=300)
 """How far ahead of the server's clock a client's `created_at` may be."""
@@ -25,8 +25,14 @@ class StudySession:
     study_activity_id: int
     study_activity_name: str
     created_at: datetime
+    review_items_count: int = 0
+    correct_count: int = 0
+    wrong_count: int = 0
 
 
+# The review counts come with the session, from the rows triggers keep (migration 0005).
+_reviews = func.coalesce(review_counts.c.reviews, 0)
+_correct = func.coalesce(review_counts.c.correct, 0)
 _joined = (
     select(
         study_sessions.c.id,
@@ -35,9 +41,13 @@ _joined = (
         study_sessions.c.study_activity_id,
         study_activities.c.name.label("study_activity_name"),
         study_sessions.c.created_at,
+        _reviews.label("review_items_count"),
+        _correct.label("correct_count"),
+        (_reviews - _correct).label("wrong_count"),
     )
     .join(groups, groups.c.id == study_sessions.c.group_id)
     .join(study_activities, study_activities.c.id == study_sessions.c.study_activity_id)
+    .outerjoin(review_counts, review_counts.c.study_session_id == study_sessions.c.id)
 )
 
 
@@ -154,3 +164,14 @@ _order = (study_sessions.c.created_at.desc(), study_sessions.c.id.desc())
 _page_ids = paged(select(study_sessions.c.id).order_by(*_order)).subquery()
 _newest_first = _joined.join(_page_ids, _page_ids.c.id == study_sessions.c.id).order_by(*_order)
 _total = counted(study_sessions)
+
+
+def group_of(conn: Connection, id: int) -> int:
+    """The group of session `id`; `NotFound` if there is none."""
+    group_id = conn.execute(_group_of, {"id": id}).scalar()
+    if group_id is None:
+        raise NotFound(f"There is no study session with id {id}.")
+    return int(group_id)
+
+
+_group_of = select(study_sessions.c.group_id).where(study_sessions.c.id == bindparam("id"))

@@ -117,13 +117,15 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 @pytest.fixture
 def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, engine), raise_server_exceptions=False) as client:
+    """The service on the test's database, with connections of its own (its threads keep theirs,
+    so a test's own queries, through `engine`, never wait for one)."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
 
 @pytest.fixture
 def keyed_client(keyed_settings: Settings, engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(keyed_settings, engine), raise_server_exceptions=False) as client:
+    with TestClient(create_app(keyed_settings), raise_server_exceptions=False) as client:
         yield client
 
 

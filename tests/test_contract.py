@@ -15,7 +15,7 @@ from sqlalchemy import Engine, delete
 from app import BASE_PATHS, create_app
 from edge.settings import Settings
 from storage import study_sessions as stored
-from storage.schema import idempotency_keys, study_sessions
+from storage.schema import idempotency_keys, review_counts, review_items, study_sessions, word_review_counts
 from tests.planted.lossy_service import losing_get
 
 CONFIG = SchemathesisConfig.from_path(Path(__file__).resolve().parent.parent / "schemathesis.toml")
@@ -43,6 +43,9 @@ def run_sequences(api_schema, engine: Engine) -> None:
             # answers (a reused id is not a 409 the second time round only).
             with engine.begin() as conn:
                 conn.execute(delete(idempotency_keys))  # their answers name sessions deleted here
+                conn.execute(delete(review_items))
+                conn.execute(delete(review_counts))
+                conn.execute(delete(word_review_counts))
                 conn.execute(delete(study_sessions))
 
     StudySessionsMachine.run(settings=hypothesis.settings(derandomize=True, database=None, deadline=None))

@@ -84,7 +84,7 @@ def client_package() -> Iterator[Any]:
 @pytest.mark.backends("sqlite")
 def test_a_generated_python_client_drives_the_live_service(tmp_path: Path, database_url: str, client_package: Any):
 
-    limits = {"API_KEYS": digest(TEST_API_KEY), "RATE_LIMIT_WRITE": "4/minute"}
+    limits = {"API_KEYS": digest(TEST_API_KEY), "RATE_LIMIT_WRITE": "7/minute"}
     with service(tmp_path, database_url, DEV_RUN, **limits) as (live_url, _):
         base_url = f"{live_url}/api/v1"
         client = client_package.AuthenticatedClient(
@@ -133,6 +133,22 @@ def drive(client: Any, anonymous: Any) -> None:
     missing = get_study_session.sync(client=client, id=987654)
     assert isinstance(missing, Problem) and missing.status == 404
 
+    from study_sessions_client.api.reviews import create_review, list_reviews
+    from study_sessions_client.models import ReviewCreate, ReviewItem
+
+    reviewed = [
+        create_review.sync(client=client, id=session.id, body=ReviewCreate(word_id=word, correct=correct))
+        for word, correct in ((1, True), (2, False))
+    ]
+    assert all(isinstance(r, ReviewItem) for r in reviewed)
+    counted = get_study_session.sync(client=client, id=session.id)
+    assert isinstance(counted, StudySession)
+    assert (counted.review_items_count, counted.correct_count, counted.wrong_count) == (2, 1, 1)
+    reviews = list_reviews.sync(client=client, id=session.id)
+    assert reviews is not None and not isinstance(reviews, Problem) and reviews.total == 2
+    outside = create_review.sync(client=client, id=session.id, body=ReviewCreate(word_id=40, correct=True))
+    assert isinstance(outside, Problem) and outside.status == 422 and outside.errors[0].pointer == "/word_id"
+
     unauthorized = create_study_session.sync_detailed(
         client=anonymous, body=StudySessionCreate(group_id=1, study_activity_id=1)
     )
@@ -146,7 +162,8 @@ def drive(client: Any, anonymous: Any) -> None:
     assert isinstance(replayed.parsed, StudySession) and replayed.parsed == first.parsed
     assert replayed.headers["location"] == first.headers["location"]
 
-    # The quota, 4 writes a minute for this key, is used up by now: a create, the 422, a create and its replay.
+    # The quota, 7 writes a minute for this key, is used up by now: a create, the 422, three
+    # reviews, a create and its replay.
     throttled = create_study_session.sync_detailed(client=client, body=body)
     assert throttled.status_code == 429
     assert isinstance(throttled.parsed, Problem) and throttled.parsed.status == 429

@@ -12,8 +12,10 @@ from starlette.testclient import TestClient
 
 from edge.settings import Settings
 from storage.groups import Group
+from storage.reviews import ReviewItem
 from storage.study_activities import StudyActivity
 from storage.study_sessions import StudySession
+from storage.words import Word
 
 FILE = Path(__file__).resolve().parent.parent / "openapi" / "openapi.yaml"
 DOCUMENT: dict[str, Any] = yaml.safe_load(FILE.read_text())
@@ -83,7 +85,14 @@ def test_bodies_are_named_components_so_generated_clients_get_one_type_per_conce
 
 
 @pytest.mark.parametrize(
-    ("schema", "record"), [("StudySession", StudySession), ("Group", Group), ("StudyActivity", StudyActivity)]
+    ("schema", "record"),
+    [
+        ("StudySession", StudySession),
+        ("Group", Group),
+        ("StudyActivity", StudyActivity),
+        ("ReviewItem", ReviewItem),
+        ("Word", Word),
+    ],
 )
 def test_the_spec_names_are_the_names_in_the_code(schema: str, record: type):
     properties = DOCUMENT["components"]["schemas"][schema]["properties"]
@@ -110,10 +119,18 @@ LINKS = [
 ]
 
 
-@pytest.mark.parametrize(("label", "link"), LINKS, ids=[label for label, _ in LINKS])
-def test_every_link_supplies_every_parameter_of_its_target(label: str, link: dict[str, Any]):
+READ_LINKS = [
+    (label, link)
+    for label, link in LINKS
+    if any(op["operationId"] == link["operationId"] and method == "get" for _, method, op in OPERATIONS)
+]
+
+
+@pytest.mark.parametrize(("label", "link"), READ_LINKS, ids=[label for label, _ in READ_LINKS])
+def test_every_link_to_a_read_supplies_every_parameter_of_its_target(label: str, link: dict[str, Any]):
     # Schemathesis's "created resource not found" check gives up, silently, on a link that leaves
     # any parameter of its target to be generated: a new optional header would switch it off.
+    # (A link to a create leaves its body, and its optional Idempotency-Key, to be generated.)
     target = next(operation for _, _, operation in OPERATIONS if operation["operationId"] == link["operationId"])
     wanted = {
         name if parameter["in"] == "path" else f"{parameter['in']}.{name}"

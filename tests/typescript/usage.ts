@@ -16,6 +16,9 @@ const created: operations["create_study_session"]["responses"][201]["content"]["
   study_activity_id: 2,
   study_activity_name: "Flashcards",
   created_at: "2026-11-27T08:30:00Z",
+  review_items_count: 0,
+  correct_count: 0,
+  wrong_count: 0,
 };
 
 const unknownGroup: operations["create_study_session"]["responses"][422]["content"]["application/problem+json"] = {

@@ -1,9 +1,5 @@
 """Count the rows of study_sessions as they change, so that a page's `total` reads one row
 instead of counting a table of millions.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-27
 """
 
 import sqlalchemy as sa
@@ -11,8 +7,6 @@ from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 COUNTED = ("study_sessions",)
 PG_SLOTS = 16

@@ -1,17 +1,11 @@
 """On PostgreSQL, a sequence for the ids the server picks, past every id already taken.
 (SQLite picks them itself: an INTEGER PRIMARY KEY is the rowid.)
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-27
 """
 
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

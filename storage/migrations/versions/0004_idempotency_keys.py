@@ -1,9 +1,4 @@
-"""Idempotency keys: the first answer to a create sent with an Idempotency-Key, kept 24 hours.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-27
-"""
+"""Idempotency keys: the first answer to a create sent with an Idempotency-Key, kept 24 hours."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -12,8 +7,6 @@ from storage.types import UTCDateTime
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
