@@ -51,7 +51,7 @@ BASE_PATHS = ("/api/v1", "/api")
 def create_app(settings: Settings, engine: Engine | None = None) -> connexion.AsyncApp:
     """The service for `settings`, on `engine` if given (else one made from the settings)."""
     engine = engine or make_engine(
-        settings.database_url, busy_timeout=settings.db_timeout, pool_size=settings.db_pool_size
+        settings.database_url, busy_timeout=settings.db_timeout, pool_size=settings.db_pool_size, create=False
     )
     db = Database(
         engine, connections=settings.db_pool_size, timeout=settings.db_timeout, observe=metrics.observe_connections
@@ -126,12 +126,13 @@ def main() -> None:
     import uvicorn
 
     settings = _settings
-    engine = make_engine(settings.database_url, busy_timeout=settings.db_timeout, pool_size=settings.db_pool_size)
+    engine = make_engine(settings.database_url, busy_timeout=settings.db_timeout)
     migrate.upgrade(engine)
     migrate.seed(engine)
+    engine.dispose()  # the service opens the database it was given, and makes none
     log.info("listening", extra={"url": f"http://{settings.host}:{settings.port}/api/v1/ui"})
     uvicorn.run(
-        create_app(settings, engine),
+        create_app(settings),
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -11,8 +11,10 @@ folder unless set), and a worker that exits is marked so that its live gauges dr
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import tempfile
 from typing import Any, ClassVar
 
@@ -21,6 +23,8 @@ from uvicorn_worker import UvicornWorker
 from edge.settings import Settings
 
 settings = Settings.from_env()
+PR_SET_PDEATHSIG = 1
+"""Linux's prctl option: the signal a process gets when its parent dies."""
 
 
 class Worker(UvicornWorker):
@@ -57,6 +61,15 @@ def on_starting(_server: Any) -> None:
     migrate.upgrade(engine)
     migrate.seed(engine)
     engine.dispose()
+
+
+def post_fork(_server: Any, _worker: Any) -> None:
+    """In each worker: SIGTERM it (it drains, then exits) if the master dies, however it died.
+    Otherwise workers whose master was killed go on serving the port, and a new master cannot
+    bind it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
 def child_exit(_server: Any, worker: Any) -> None:

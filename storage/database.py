@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, exc
 
 from storage.engine import outages_as_unavailable
 from storage.errors import Unavailable
@@ -71,12 +71,21 @@ class Database:
                 raise Unavailable(f"no database thread came free in {self.timeout} s")
             self._count(+1)
             try:
-                with outages_as_unavailable():
-                    conn = self._connection(write)
-                    with conn.begin():
-                        return work(conn, *args, **kwargs)
+                return transact()
+            except Unavailable as error:
+                # A read that met a connection lost meanwhile (a restart, a cut) is tried once more
+                # on a new one. A write is not: it may have been committed before the loss.
+                if write or not _lost_connection(error):
+                    raise
+                return transact()
             finally:
                 self._count(-1)
+
+        def transact() -> T:
+            with outages_as_unavailable():
+                conn = self._connection(write)
+                with conn.begin():
+                    return work(conn, *args, **kwargs)
 
         # The caller's context (its request id, for the log) goes along, as asyncio.to_thread does.
         return await asyncio.get_running_loop().run_in_executor(pool, contextvars.copy_context().run, run)
@@ -107,3 +116,9 @@ class Database:
                 conn.close()
             self._connections.clear()
         self.engine.dispose()
+
+
+def _lost_connection(error: Unavailable) -> bool:
+    """Whether `error` came from a connection the driver found broken (SQLAlchemy invalidated it)."""
+    cause = error.__cause__
+    return isinstance(cause, exc.DBAPIError) and cause.connection_invalidated

@@ -18,14 +18,17 @@ POOL_SIZE = 5
 """Connections per process: storage.database runs one thread per connection."""
 
 
-def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SIZE) -> Engine:
+def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SIZE, create: bool = True) -> Engine:
     """An engine for `url` with at most `pool_size` connections, where waiting for a connection,
     a lock or an answer is bounded by `busy_timeout` seconds (then `Unavailable`).
 
-    A SQLite file gets WAL, synchronous=FULL and enforced foreign keys, and its folder is made on
-    first connect. PostgreSQL (`postgresql+psycopg://`) gets a statement timeout and TCP
-    timeouts, and no server-side prepared statements, so that it works behind PgBouncer in
-    transaction pooling mode."""
+    A SQLite file gets WAL, synchronous=FULL and enforced foreign keys. With `create` (migrations)
+    its folder and file are made on first connect; without (the serving service), a file that is
+    not there is `Unavailable`: made anew, empty, it would take the place of a database that was
+    only moved or not yet mounted, and SQLite would drop that database's -wal beside it.
+
+    PostgreSQL (`postgresql+psycopg://`) gets a statement timeout and TCP timeouts, and no
+    server-side prepared statements, so that it works behind PgBouncer in transaction pooling mode."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         engine = create_engine(
@@ -47,9 +50,12 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SI
         )
         _configure_postgresql(engine, busy_timeout)
         return engine
+    path = parsed.database
+    if not create and path and path != ":memory:" and not path.startswith("file:"):
+        parsed = parsed.set(database=f"file:{Path(path).resolve()}?mode=rw", query={**parsed.query, "uri": "true"})
     # Waiting for a pooled connection is bounded like waiting for a lock: past it, Unavailable.
     engine = create_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout}
+        parsed, pool_size=pool_size, max_overflow=0, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout}
     )
     _configure_sqlite(engine, busy_timeout, parsed.database)
     return engine
@@ -111,8 +117,8 @@ def outages_as_unavailable() -> Iterator[None]:
         yield
     except exc.TimeoutError as error:  # no pooled connection came free in time
         raise Unavailable(str(error)) from error
-    except (exc.OperationalError, exc.InterfaceError) as error:
-        if not _is_outage(error.orig):
+    except exc.DBAPIError as error:
+        if not _is_outage(error):
             raise
         raise Unavailable(str(error.orig)) from error
 
@@ -128,12 +134,14 @@ _SQLITE_OUTAGES = {
     13: "SQLITE_FULL",
     14: "SQLITE_CANTOPEN",
     15: "SQLITE_PROTOCOL",
+    26: "SQLITE_NOTADB",  # the file at the path is not (or no longer) a database
 }
 
 
-def _is_outage(driver_error: BaseException | None) -> bool:
-    """Whether a driver's OperationalError or InterfaceError says the database is out of reach;
-    on other drivers than sqlite3 those two classes mean just that (connection lost, refused)."""
-    if isinstance(driver_error, sqlite3.Error):
-        return (getattr(driver_error, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_OUTAGES
-    return True
+def _is_outage(error: exc.DBAPIError) -> bool:
+    """Whether the driver's error says the database is out of reach: by its result code on
+    sqlite3 (whose "file is not a database" is a DatabaseError), by its class on other drivers,
+    where OperationalError and InterfaceError mean just that (connection lost, refused)."""
+    if isinstance(error.orig, sqlite3.Error):
+        return (getattr(error.orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_OUTAGES
+    return isinstance(error, exc.OperationalError | exc.InterfaceError)

@@ -110,6 +110,7 @@ review_items = Table(
     Index(None, "study_session_id", "id"),
 )
 
+
 def _review_counts(name: str, column: str, referred: str) -> Table:
     """Reviews and right answers per `column`, kept by triggers (migration 0005) as reviews come
     and go."""

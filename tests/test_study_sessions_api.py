@@ -365,6 +365,7 @@ def test_a_database_that_cannot_be_opened_is_503(tmp_path: Path):
 
 def test_a_database_without_its_tables_is_a_500_not_a_503(tmp_path: Path):
     # A deployment that skipped the migration is a bug to fix, not an outage to wait out.
+    sqlite3.connect(tmp_path / "empty.db").execute("CREATE TABLE something_else (x)").connection.close()
     settings = Settings(database_url=f"sqlite:///{tmp_path}/empty.db", db_timeout=0.2)
 
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
@@ -608,3 +609,27 @@ def test_swagger_ui_and_the_spec_are_served(client: TestClient):
 
     assert spec.status_code == 200 and spec.json()["openapi"] == "3.0.3"
     assert ui.status_code == 200 and "swagger" in ui.text.lower()
+
+
+def test_a_database_file_that_is_not_there_is_a_503_and_is_not_made_anew(tmp_path: Path):
+    # Made anew, an empty file would stand in for a database only moved or not yet mounted.
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/missing.db", db_timeout=0.2)
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        responses = [client.get("/api/v1/groups"), post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1})]
+
+    for response in responses:
+        assert_problem(response, 503)
+    assert not (tmp_path / "missing.db").exists()
+
+
+@pytest.mark.backends("sqlite")
+def test_a_file_that_is_not_a_database_is_a_503(settings: Settings, engine: Engine):
+    path = Path(settings.database_url.removeprefix("sqlite:///"))
+    engine.dispose()
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    path.write_bytes(b"this is not a database" * 100)
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert_problem(client.get("/api/v1/groups"), 503)
