@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ def test_readyz_is_ready_when_the_database_answers_at_the_current_revision(clien
 
 
 def test_readyz_is_a_503_problem_when_the_migrations_have_not_run(tmp_path: Path):
+    sqlite3.connect(tmp_path / "new.db").execute("CREATE TABLE unrelated (x)").connection.close()
     unmigrated = Settings(database_url=f"sqlite:///{tmp_path}/new.db", validate_responses=True)
 
     with TestClient(create_app(unmigrated), raise_server_exceptions=False) as client:

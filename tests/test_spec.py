@@ -103,9 +103,10 @@ def test_the_spec_names_are_the_names_in_the_code(schema: str, record: type):
 
 def test_create_links_to_get_by_the_body_id_and_by_the_location_header():
     links = DOCUMENT["paths"]["/study-sessions"]["post"]["responses"]["201"]["links"]
+    reads = [link for link in links.values() if link["operationId"] == "get_study_session"]
 
-    assert {link["operationId"] for link in links.values()} == {"get_study_session"}
-    assert {link["parameters"]["id"] for link in links.values()} == {
+    assert {link["operationId"] for link in links.values()} == {"get_study_session", "create_review", "list_reviews"}
+    assert {link["parameters"]["id"] for link in reads} == {
         "$response.body#/id",
         "$response.header.Location#regex:/study-sessions/([0-9]+)$",
     }

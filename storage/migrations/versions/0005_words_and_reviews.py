@@ -29,11 +29,13 @@ BEGIN
         SET reviews = word_review_counts.reviews + excluded.reviews,
             correct = word_review_counts.correct + excluded.correct;
     ELSE
-        UPDATE review_counts SET reviews = reviews - gone.reviews, correct = correct - gone.correct
+        UPDATE review_counts
+        SET reviews = review_counts.reviews - gone.reviews, correct = review_counts.correct - gone.correct
         FROM (SELECT study_session_id, count(*) AS reviews, count(*) FILTER (WHERE correct) AS correct
               FROM changed GROUP BY study_session_id) AS gone
         WHERE review_counts.study_session_id = gone.study_session_id;
-        UPDATE word_review_counts SET reviews = reviews - gone.reviews, correct = correct - gone.correct
+        UPDATE word_review_counts
+        SET reviews = word_review_counts.reviews - gone.reviews, correct = word_review_counts.correct - gone.correct
         FROM (SELECT word_id, count(*) AS reviews, count(*) FILTER (WHERE correct) AS correct
               FROM changed GROUP BY word_id) AS gone
         WHERE word_review_counts.word_id = gone.word_id;
