@@ -1,9 +1,10 @@
-"""Where the apps' databases come from: one prepared database per size, and a copy of it for
-each app, brought back to its prefilled rows before every run."""
+"""Where the apps' databases come from: one prepared database per size (sessions, and a review
+item for each), and a copy of it for each app, brought back to its prefilled rows before every run."""
 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,31 @@ def prefilled_rows(sessions: int) -> list[tuple[int, int, int, str]]:
         (i, i % 4 + 1, i % 3 + 1, sql.stored(FIRST_CREATED_AT + timedelta(milliseconds=1500 * i)))
         for i in range(1, sessions + 1)
     ]
+
+
+def prefilled_reviews(sessions: int, words: dict[int, list[int]]) -> list[tuple[int, int, int, int, str]]:
+    """One review item per prefilled session, of a word of its group (`words` by group), right
+    for even sessions and wrong for odd ones, so that every page shows counts from the join."""
+    return [
+        (session, session, words[group][session % len(words[group])], int(session % 2 == 0), created_at)
+        for session, group, _, created_at in prefilled_rows(sessions)
+    ]
+
+
+def words_by_group(conn: sqlite3.Connection) -> dict[int, list[int]]:
+    """The seeded words of each group, by id."""
+    found: dict[int, list[int]] = {}
+    for group, word in conn.execute("SELECT group_id, word_id FROM word_groups ORDER BY group_id, word_id"):
+        found.setdefault(group, []).append(word)
+    return found
+
+
+def fill(conn: sqlite3.Connection, sessions: int) -> None:
+    """Sessions 1..`sessions` and their review items, in one transaction."""
+    conn.execute("BEGIN")
+    conn.executemany(sql.PREFILL, prefilled_rows(sessions))
+    conn.executemany(sql.PREFILL_REVIEW, prefilled_reviews(sessions, words_by_group(conn)))
+    conn.execute("COMMIT")
 
 
 class SqliteBackend:
@@ -46,6 +72,7 @@ class SqliteBackend:
         goes, so that every run sees the same rows."""
         conn = sql.connect(sql.database_path(url))
         try:
+            conn.execute("DELETE FROM review_items WHERE id > ?", (sessions,))
             conn.execute("DELETE FROM study_sessions WHERE id > ?", (sessions,))
         finally:
             conn.close()
@@ -59,9 +86,7 @@ class SqliteBackend:
             engine.dispose()
             conn = sql.connect(str(path))
             try:
-                conn.execute("BEGIN")
-                conn.executemany(sql.PREFILL, prefilled_rows(sessions))
-                conn.execute("COMMIT")
+                fill(conn, sessions)
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 conn.close()

@@ -7,9 +7,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from bench import load
 from bench.servers import HOST, Server
 
 CREATE_BODY = {"group_id": 1, "study_activity_id": 1}
+REVIEW_PATH = "/api/v1/study-sessions/4/reviews"
+"""Session 4 is in group 1 (bench/backends.py), the group of the review workload's words."""
+REVIEW_KEYS = {"id", "study_session_id", "word_id", "correct", "created_at"}
 
 
 class Disagreement(Exception):
@@ -51,6 +55,7 @@ def check_agreement(servers: list[Server], *, sessions: int, reset: Callable[[Se
         status, headers, _ = _call(server, "GET", "/api/v1/study-sessions/999999999")
         if status != 404 or headers.get("content-type") != "application/problem+json":
             raise Disagreement(f"{name}: an unknown id answered {status} {headers.get('content-type')}")
+        _check_review(server, name)
         reset(server)
     last_page = max(1, -(-sessions // 10))
     for path in (
@@ -65,3 +70,19 @@ def check_agreement(servers: list[Server], *, sessions: int, reset: Callable[[Se
             answered = _call(server, "GET", path)[::2]
             if answered != expected:
                 raise Disagreement(f"{server.app.name}: GET {path} answered {answered!r}, the service {expected!r}")
+
+
+def _check_review(server: Server, name: str) -> None:
+    """A review item into a prefilled session of group 1 is a 201 with its body and `Location`; a
+    word of another group is a 422 problem."""
+    words = [w for w in load.workload("review", 4).args[1:]]
+    status, headers, item = _call(server, "POST", REVIEW_PATH, {"word_id": int(words[0]), "correct": True})
+    if status != 201 or not isinstance(item, dict) or set(item) != REVIEW_KEYS:
+        raise Disagreement(f"{name}: a review answered {status} {item!r}, not 201 and a review item")
+    location = f"{REVIEW_PATH}/{item['id']}"
+    if headers.get("location") != location:
+        raise Disagreement(f"{name}: a review's Location is {headers.get('location')!r}, not {location!r}")
+    other = next(w for w in range(1, 1000) if str(w) not in words)
+    status, headers, _ = _call(server, "POST", REVIEW_PATH, {"word_id": other, "correct": True})
+    if status != 422 or headers.get("content-type") != "application/problem+json":
+        raise Disagreement(f"{name}: a word of another group answered {status} {headers.get('content-type')}")

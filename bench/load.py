@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage import vocabulary
+
 WRK_SCRIPTS = Path(__file__).resolve().parent / "wrk"
 
 
@@ -24,13 +26,19 @@ def workload(name: str, sessions: int) -> Workload:
     """The workload `name` on a database prefilled with `sessions` sessions (ids 1..sessions)."""
     if name in ("get", "mix"):
         return Workload(name, name, (str(sessions),))
+    if name == "review":
+        _, memberships = vocabulary.rows()
+        words = [str(m["word_id"]) for m in memberships if m["group_id"] == REVIEW_GROUP]
+        return Workload(name, "review", (str(sessions), *words))
     if name == "last":
         return Workload(name, "last", (str(max(1, -(-sessions // 10))),))
     return Workload(name, name)
 
 
-WORKLOADS = ("create", "get", "list", "deep")
+WORKLOADS = ("create", "review", "get", "list", "deep")
 """What the comparison runs; `last` (the last page) and `mix` (for --memory) exist too."""
+REVIEW_GROUP = 1
+"""The group whose sessions (ids 4, 8, ...: see bench/backends.py) the review workload posts to."""
 
 
 @dataclass(frozen=True)

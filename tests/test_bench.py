@@ -4,6 +4,7 @@ runs every app. No timing is asserted anywhere."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -15,7 +16,7 @@ from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from app import create_app
-from bench.backends import prefilled_rows
+from bench.backends import fill, words_by_group
 from bench.peers import sql
 from edge.settings import Settings
 from storage import migrate
@@ -33,7 +34,7 @@ def prefilled(path: Path, sessions: int) -> None:
     migrate.seed(engine)
     engine.dispose()
     conn = sql.connect(str(path))
-    conn.executemany(sql.PREFILL, prefilled_rows(sessions))
+    fill(conn, sessions)
     conn.close()
 
 
@@ -56,6 +57,18 @@ def service_statements(path: Path) -> tuple[list[str], set[str]]:
         assert client.get("/api/v1/study-sessions/12345").status_code == 404
         assert client.get("/api/v1/study-sessions?page=1&per_page=10").status_code == 200
         assert client.get("/api/v1/study-sessions?page=2&per_page=3").status_code == 200
+        word, other = review_words(path)
+        assert (
+            client.post("/api/v1/study-sessions/2/reviews", json={"word_id": word, "correct": True}).status_code == 201
+        )
+        assert (
+            client.post("/api/v1/study-sessions/2/reviews", json={"word_id": other, "correct": False}).status_code
+            == 422
+        )
+        assert (
+            client.post("/api/v1/study-sessions/12345/reviews", json={"word_id": word, "correct": True}).status_code
+            == 404
+        )
     engine.dispose()
     # SQLAlchemy reads the default isolation level once, on an engine's first connection.
     pragmas = {s for s in statements if s.startswith("PRAGMA")} - {"PRAGMA read_uncommitted"}
@@ -74,8 +87,31 @@ def peer_statements(path: Path) -> list[str]:
         sql.get(conn, 12345)
     sql.list_page(conn, page=1, per_page=10)
     sql.list_page(conn, page=2, per_page=3)
+    word, other = review_words(path)
+    sql.review(conn, study_session_id=2, word_id=word, correct=True)
+    with pytest.raises(sql.NotInGroup):
+        sql.review(conn, study_session_id=2, word_id=other, correct=False)
+    with pytest.raises(sql.Missing):
+        sql.review(conn, study_session_id=12345, word_id=word, correct=True)
     conn.close()
     return statements
+
+
+def review_words(path: Path) -> tuple[int, int]:
+    """A word of session 2's group, and a word of another group."""
+    conn = sql.connect(str(path))
+    groups = words_by_group(conn)
+    group = conn.execute("SELECT group_id FROM study_sessions WHERE id = 2").fetchone()[0]
+    conn.close()
+    return groups[group][0], next(w for g, ws in groups.items() if g != group for w in ws if w not in groups[group])
+
+
+def same_instants(statements: list[str]) -> list[str]:
+    """The statements with the instant a review is stored at (the clock's) made the same."""
+    return [
+        re.sub(r"'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}'", "'<now>'", s) if "review_items" in s else s
+        for s in statements
+    ]
 
 
 def test_the_peers_run_the_statements_the_service_runs(tmp_path: Path):
@@ -85,7 +121,9 @@ def test_the_peers_run_the_statements_the_service_runs(tmp_path: Path):
     statements, pragmas = service_statements(tmp_path / "service.db")
 
     assert "BEGIN IMMEDIATE" in statements
-    assert peer_statements(tmp_path / "peer.db") == statements
+    assert any("LEFT OUTER JOIN review_counts" in s for s in statements)
+    assert any(s.startswith("INSERT INTO review_items") for s in statements)
+    assert same_instants(peer_statements(tmp_path / "peer.db")) == same_instants(statements)
     assert pragmas == set(sql.PRAGMAS)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ BASE_PATH = "/api/v1"
 MAX_BODY_BYTES = 16384
 MAX_PAGE = 2**31 - 1
 FIELDS = ("id", "group_id", "study_activity_id", "created_at")
+REVIEW_FIELDS = ("word_id", "correct")
 
 # The service turns uvicorn's access log off (app.configure_logging); a log line per request
 # would be measured here and not there.
@@ -77,7 +79,8 @@ def _violations(body: Any) -> list[dict[str, str]]:
     return errors
 
 
-async def create_study_session(request: Request) -> Response:
+async def _json_body(request: Request, violations: Callable[[Any], list[dict[str, str]]]) -> Any:
+    """The request's JSON body, or the problem response that refuses it."""
     if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
         return _problem(415, "Unsupported Media Type", "Send the body as application/json.")
     raw = await request.body()
@@ -87,9 +90,16 @@ async def create_study_session(request: Request) -> Response:
         body = json.loads(raw)
     except (ValueError, RecursionError) as error:
         return _bad_request("The request body is not valid JSON.", [{"detail": str(error), "pointer": ""}])
-    errors = _violations(body)
+    errors = violations(body)
     if errors:
         return _bad_request(f"The request body is invalid: {len(errors)} problem(s).", errors)
+    return body
+
+
+async def create_study_session(request: Request) -> Response:
+    body = await _json_body(request, _violations)
+    if isinstance(body, Response):
+        return body
     now = datetime.now(UTC)
     created_at = now
     if "created_at" in body:
@@ -120,12 +130,52 @@ def _unprocessable(violations: list[tuple[str, str]]) -> Response:
     return _problem(422, "Unprocessable Content", "The request cannot be applied as it stands.", errors=errors)
 
 
+def _review_violations(body: Any) -> list[dict[str, str]]:
+    if not isinstance(body, dict):
+        return [{"detail": "The body must be a JSON object.", "pointer": ""}]
+    errors = [
+        {"detail": f"{name!r} is not a property this operation takes.", "pointer": f"/{name}"}
+        for name in body
+        if name not in REVIEW_FIELDS
+    ]
+    errors += [
+        {"detail": f"'{name}' is a required property.", "pointer": f"/{name}"}
+        for name in REVIEW_FIELDS
+        if name not in body
+    ]
+    if "word_id" in body and not _is_id(body["word_id"]):
+        errors.append({"detail": f"{body['word_id']!r} is not an id.", "pointer": "/word_id"})
+    if "correct" in body and type(body["correct"]) is not bool:
+        errors.append({"detail": f"{body['correct']!r} is not a boolean.", "pointer": "/correct"})
+    return errors
+
+
+def _bad_id() -> Response:
+    return _bad_request(
+        "The request's parameters are invalid: 1 problem(s).", [{"detail": "Not an id.", "parameter": "id"}]
+    )
+
+
+async def create_review(request: Request) -> Response:
+    id = request.path_params["id"]
+    if not _is_id(id):
+        return _bad_id()
+    body = await _json_body(request, _review_violations)
+    if isinstance(body, Response):
+        return body
+    try:
+        item = sql.review(sql.connection(), study_session_id=id, word_id=body["word_id"], correct=body["correct"])
+    except sql.Missing as error:
+        return _problem(404, "Not Found", str(error))
+    except sql.NotInGroup as error:
+        return _unprocessable([("/word_id", str(error))])
+    return _json(item, 201, {"Location": f"{BASE_PATH}/study-sessions/{id}/reviews/{item['id']}"})
+
+
 async def get_study_session(request: Request) -> Response:
     id = request.path_params["id"]
     if not _is_id(id):
-        return _bad_request(
-            "The request's parameters are invalid: 1 problem(s).", [{"detail": "Not an id.", "parameter": "id"}]
-        )
+        return _bad_id()
     try:
         return _json(sql.get(sql.connection(), id))
     except sql.Missing as error:
@@ -162,6 +212,7 @@ app = Starlette(
                 Route("/study-sessions", create_study_session, methods=["POST"]),
                 Route("/study-sessions", list_study_sessions, methods=["GET"]),
                 Route("/study-sessions/{id:int}", get_study_session, methods=["GET"]),
+                Route("/study-sessions/{id:int}/reviews", create_review, methods=["POST"]),
             ],
         )
     ]

@@ -33,6 +33,13 @@ class StudySessionCreate(BaseModel):
     created_at: AwareDatetime | None = None
 
 
+class ReviewCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    word_id: Id
+    correct: Annotated[bool, Field(strict=True)]
+
+
 def _problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None, **ext: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "detail": detail, "status": status, **ext}
     return JSONResponse(body, status, headers, media_type="application/problem+json")
@@ -69,6 +76,20 @@ async def create_study_session(body: StudySessionCreate, response: Response) -> 
         return _unprocessable(error.violations)
     response.headers["Location"] = f"{BASE_PATH}/study-sessions/{session['id']}"
     return session
+
+
+@router.post("/study-sessions/{id}/reviews", status_code=201, response_model=None)
+async def create_review(
+    id: Annotated[int, Path(ge=1, le=sql.MAX_ID)], body: ReviewCreate, response: Response
+) -> dict[str, Any] | JSONResponse:
+    try:
+        item = sql.review(sql.connection(), study_session_id=id, word_id=body.word_id, correct=body.correct)
+    except sql.Missing as error:
+        return _problem(404, "Not Found", str(error))
+    except sql.NotInGroup as error:
+        return _unprocessable([("/word_id", str(error))])
+    response.headers["Location"] = f"{BASE_PATH}/study-sessions/{id}/reviews/{item['id']}"
+    return item
 
 
 @router.get("/study-sessions/{id}", response_model=None)

@@ -31,11 +31,14 @@ PRAGMAS = (
 # As SQLAlchemy compiles storage/study_sessions.py for SQLite, line breaks included.
 _COLUMNS = (
     "study_sessions.id, study_sessions.group_id, groups.name AS group_name, study_sessions.study_activity_id, "
-    "study_activities.name AS study_activity_name, study_sessions.created_at"
+    "study_activities.name AS study_activity_name, study_sessions.created_at, "
+    "coalesce(review_counts.reviews, 0) AS review_items_count, coalesce(review_counts.correct, 0) AS correct_count, "
+    "coalesce(review_counts.reviews, 0) - coalesce(review_counts.correct, 0) AS wrong_count"
 )
 _JOINS = (
     "FROM study_sessions JOIN groups ON groups.id = study_sessions.group_id "
-    "JOIN study_activities ON study_activities.id = study_sessions.study_activity_id"
+    "JOIN study_activities ON study_activities.id = study_sessions.study_activity_id "
+    "LEFT OUTER JOIN review_counts ON review_counts.study_session_id = study_sessions.id"
 )
 NAMES = (
     "SELECT groups.name, study_activities.name AS name_1 \n"
@@ -56,6 +59,15 @@ PAGE = (
     "ORDER BY study_sessions.created_at DESC, study_sessions.id DESC\n LIMIT ? OFFSET ?) AS anon_1 "
     "ON anon_1.id = study_sessions.id ORDER BY study_sessions.created_at DESC, study_sessions.id DESC"
 )
+REVIEW = (
+    "INSERT INTO review_items (study_session_id, word_id, correct, created_at) SELECT study_sessions.id, "
+    "word_groups.word_id, ? AS anon_1, ? AS anon_2 \nFROM study_sessions JOIN word_groups ON word_groups.group_id = "
+    "study_sessions.group_id \nWHERE study_sessions.id = ? AND word_groups.word_id = ? RETURNING id"
+)
+GROUP_OF = "SELECT study_sessions.group_id \nFROM study_sessions \nWHERE study_sessions.id = ?"
+WORD_EXISTS = "SELECT words.id \nFROM words \nWHERE words.id = ?"
+PREFILL_REVIEW = "INSERT INTO review_items (id, study_session_id, word_id, correct, created_at) VALUES (?, ?, ?, ?, ?)"
+"""How the harness fills review items in bulk; not a statement of the service's."""
 COUNT = (
     "SELECT CAST(coalesce(sum(row_counts.n), ?) AS BIGINT) AS coalesce_1 \nFROM row_counts "
     "\nWHERE row_counts.table_name = ?"
@@ -76,6 +88,10 @@ class Unknown(Exception):
 
 class Missing(Exception):
     """No session has that id."""
+
+
+class NotInGroup(Exception):
+    """The word of a review does not exist or is not in the session's group."""
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -136,6 +152,9 @@ def _session(row: tuple[Any, ...]) -> dict[str, Any]:
         "study_activity_id": row[3],
         "study_activity_name": row[4],
         "created_at": instant(row[5]),
+        "review_items_count": row[6],
+        "correct_count": row[7],
+        "wrong_count": row[8],
     }
 
 
@@ -149,7 +168,7 @@ def create(
         if names is not None:
             row = conn.execute(INSERT, (id, group_id, study_activity_id, text)).fetchone()
             if row is not None:
-                return _session((row[0], group_id, names[0], study_activity_id, names[1], text))
+                return _session((row[0], group_id, names[0], study_activity_id, names[1], text, 0, 0, 0))
         if id is not None and conn.execute(EXISTS, (id,)).fetchone() is not None:
             raise Duplicate(f"Study session {id} already exists.")
         violations = []
@@ -158,6 +177,30 @@ def create(
         if conn.execute(ACTIVITY_EXISTS, (study_activity_id,)).fetchone() is None:
             violations.append(("/study_activity_id", f"There is no study activity with id {study_activity_id}."))
         raise Unknown(violations)
+
+
+def review(conn: sqlite3.Connection, *, study_session_id: int, word_id: int, correct: bool) -> dict[str, Any]:
+    """Store a review item and answer it as the service does; `Missing` if there is no such
+    session, `NotInGroup` if the word is not in its group."""
+    text = stored(datetime.now(UTC))
+    with _transaction(conn, "BEGIN IMMEDIATE"):
+        row = conn.execute(REVIEW, (int(correct), text, study_session_id, word_id)).fetchone()
+        if row is None:
+            group = conn.execute(GROUP_OF, (study_session_id,)).fetchone()
+            if group is None:
+                raise Missing(f"There is no study session with id {study_session_id}.")
+            if conn.execute(WORD_EXISTS, (word_id,)).fetchone() is None:
+                raise NotInGroup(f"There is no word with id {word_id}.")
+            raise NotInGroup(
+                f"Word {word_id} is not in group {group[0]}, the group of study session {study_session_id}."
+            )
+    return {
+        "id": row[0],
+        "study_session_id": study_session_id,
+        "word_id": word_id,
+        "correct": correct,
+        "created_at": instant(text),
+    }
 
 
 def get(conn: sqlite3.Connection, id: int) -> dict[str, Any]:
