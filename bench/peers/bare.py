@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from bench import peers
 from bench.peers import sql
+
+db = peers.statements(os.environ.get("DATABASE_URL", ""))
 
 BASE_PATH = "/api/v1"
 MAX_BODY_BYTES = 16384
@@ -109,8 +113,8 @@ async def create_study_session(request: Request) -> Response:
             return _unprocessable([("/created_at", detail)])
         created_at = accepted
     try:
-        session = sql.create(
-            sql.connection(),
+        session = db.create(
+            db.connection(),
             id=body.get("id"),
             group_id=body["group_id"],
             study_activity_id=body["study_activity_id"],
@@ -164,7 +168,7 @@ async def create_review(request: Request) -> Response:
     if isinstance(body, Response):
         return body
     try:
-        item = sql.review(sql.connection(), study_session_id=id, word_id=body["word_id"], correct=body["correct"])
+        item = db.review(db.connection(), study_session_id=id, word_id=body["word_id"], correct=body["correct"])
     except sql.Missing as error:
         return _problem(404, "Not Found", str(error))
     except sql.NotInGroup as error:
@@ -177,7 +181,7 @@ async def get_study_session(request: Request) -> Response:
     if not _is_id(id):
         return _bad_id()
     try:
-        return _json(sql.get(sql.connection(), id))
+        return _json(db.get(db.connection(), id))
     except sql.Missing as error:
         return _problem(404, "Not Found", str(error))
 
@@ -201,7 +205,7 @@ async def list_study_sessions(request: Request) -> Response:
             if value is None
         ]
         return _bad_request(f"The request's parameters are invalid: {len(errors)} problem(s).", errors)
-    return _json(sql.list_page(sql.connection(), page=page, per_page=per_page))
+    return _json(db.list_page(db.connection(), page=page, per_page=per_page))
 
 
 app = Starlette(

@@ -5,6 +5,7 @@ plain dicts, as the service's handlers return them, which FastAPI encodes its ow
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,7 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from bench import peers
 from bench.peers import sql
+
+db = peers.statements(os.environ.get("DATABASE_URL", ""))
 
 BASE_PATH = "/api/v1"
 
@@ -63,8 +67,8 @@ async def create_study_session(body: StudySessionCreate, response: Response) -> 
             return _unprocessable([("/created_at", f"{body.created_at} is more than 300 seconds in the future.")])
         created_at = accepted
     try:
-        session = sql.create(
-            sql.connection(),
+        session = db.create(
+            db.connection(),
             id=body.id,
             group_id=body.group_id,
             study_activity_id=body.study_activity_id,
@@ -83,7 +87,7 @@ async def create_review(
     id: Annotated[int, Path(ge=1, le=sql.MAX_ID)], body: ReviewCreate, response: Response
 ) -> dict[str, Any] | JSONResponse:
     try:
-        item = sql.review(sql.connection(), study_session_id=id, word_id=body.word_id, correct=body.correct)
+        item = db.review(db.connection(), study_session_id=id, word_id=body.word_id, correct=body.correct)
     except sql.Missing as error:
         return _problem(404, "Not Found", str(error))
     except sql.NotInGroup as error:
@@ -95,7 +99,7 @@ async def create_review(
 @router.get("/study-sessions/{id}", response_model=None)
 async def get_study_session(id: Annotated[int, Path(ge=1, le=sql.MAX_ID)]) -> dict[str, Any] | JSONResponse:
     try:
-        return sql.get(sql.connection(), id)
+        return db.get(db.connection(), id)
     except sql.Missing as error:
         return _problem(404, "Not Found", str(error))
 
@@ -104,7 +108,7 @@ async def get_study_session(id: Annotated[int, Path(ge=1, le=sql.MAX_ID)]) -> di
 async def list_study_sessions(
     page: Annotated[int, Query(ge=1, le=2**31 - 1)] = 1, per_page: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> dict[str, Any]:
-    return sql.list_page(sql.connection(), page=page, per_page=per_page)
+    return db.list_page(db.connection(), page=page, per_page=per_page)
 
 
 async def _bad_request(_request: Request, error: Exception) -> JSONResponse:

@@ -3,8 +3,8 @@
 sqlite3 connection per worker process. When the service's SQL changes, change this module with it;
 tests/test_bench.py compares the two statement by statement.
 
-A PostgreSQL backend would add a psycopg twin of this module (its own placeholders and
-`INSERT ... RETURNING` if the service takes them up); the peers would pick one by DATABASE_URL."""
+On PostgreSQL the peers run pg.py, this module's psycopg twin, instead (bench.peers.statements
+picks one by DATABASE_URL); it raises this module's exceptions."""
 
 from __future__ import annotations
 
