@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import report
-from bench.backends import SqliteBackend, backend_for
+from bench.backends import Backend, PostgresBackend, backend_for
 from bench.check import Disagreement, check_agreement
 from bench.load import WORKLOADS, drive, workload, wrk_path
 from bench.servers import APPS, Server
@@ -116,7 +116,7 @@ class Bench:
     """One invocation: the backend that makes databases, the folder for them and the logs, and
     every sample taken."""
 
-    def __init__(self, args: argparse.Namespace, backend: SqliteBackend, folder: Path) -> None:
+    def __init__(self, args: argparse.Namespace, backend: Backend, folder: Path) -> None:
         self.args = args
         self.backend = backend
         self.folder = folder
@@ -244,13 +244,16 @@ def _elapsed(since: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    database_url = os.environ.get("DATABASE_URL")
     wrk_path()
     command = " ".join([os.environ.get("BENCH_INVOKED_AS", "python -m bench"), *map(shlex.quote, sys.argv[1:])])
     date = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         facts = report.machine(Path(tmp))
-        print(report.header(facts, command, date, args.markdown), flush=True)
-        bench = Bench(args, backend_for(os.environ.get("DATABASE_URL"), Path(tmp)), Path(tmp))
+        backend = backend_for(database_url, Path(tmp))
+        databases = backend.server() if isinstance(backend, PostgresBackend) else None
+        print(report.header(facts, command, date, args.markdown, databases), flush=True)
+        bench = Bench(args, backend, Path(tmp))
         try:
             if args.mode == "memory":
                 bench.memory_growth()
@@ -261,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Disagreement as error:
             say(f"FAILED: the apps disagree, so nothing is measured: {error}")
             return 2
+        finally:
+            backend.close()
     tables: list[report.Table] = []
     if args.mode == "memory":
         tables.append(report.memory_table(bench.memory, args.requests, MEMORY_TARGET_MB))

@@ -323,10 +323,12 @@ def _wrk_version() -> str:
     return (done.stdout or done.stderr).split(" [", 1)[0].strip()
 
 
-def header(facts: dict[str, str], command: str, date: datetime, markdown: bool) -> str:
+def header(facts: dict[str, str], command: str, date: datetime, markdown: bool, databases: str | None = None) -> str:
+    """The machine, the software and the command; `databases` says where the databases are when
+    they are not SQLite files."""
     lines = [
         f"Machine: {facts['nproc']} cores (nproc), {facts['cpu']}, {facts['ram']} RAM, {facts['os']}",
-        f"Databases: SQLite files in {facts['disk']}",
+        f"Databases: {databases or 'SQLite files in ' + facts['disk']}",
         f"Software: Python {facts['python']}, SQLite {facts['sqlite']}, {facts['wrk']}; {facts['packages']}",
         f"Command: {command}",
         f"Date: {date.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
