@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import report
+from bench import ceiling, report
 from bench.backends import Backend, PostgresBackend, backend_for
 from bench.check import Disagreement, check_agreement
 from bench.load import WORKLOADS, drive, workload, wrk_path
@@ -48,6 +48,8 @@ MODES = {
     # A page at 1,000,000 sessions takes seconds under load on every app; past wrk's 2 s its
     # latency would leave the percentiles that the ratio is about.
     "scale": Mode(rounds=3, duration=5, workers="1,2", connections="16", workloads="list,deep,last", timeout=10),
+    # No web stack and no wrk: threads of this process on the database (bench/ceiling.py).
+    "pg-ceiling": Mode(rounds=1, duration=5, workers="1", connections="1,2,4,8,16", workloads="create"),
 }
 
 
@@ -76,6 +78,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     modes.add_argument(
         "--scale", action="store_true", help=f"list pages at {PREFILLED:,} against {SCALE_SESSIONS:,} sessions"
     )
+    modes.add_argument(
+        "--pg-ceiling",
+        action="store_true",
+        help="PostgreSQL's own rate for the service's create transaction, without the web stack, at 1 to 16 "
+        "connections (--connections), --duration seconds each; needs DATABASE_URL to name PostgreSQL",
+    )
     parser.add_argument("--rounds", type=int, help="rounds to take medians over (3)")
     parser.add_argument("--duration", type=float, help="seconds per wrk run (5)")
     parser.add_argument("--workers", type=_numbers, help="worker processes per app, comma-separated (1,2)")
@@ -93,7 +101,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the raw results to PATH")
     args = parser.parse_args(argv)
-    args.mode = "smoke" if args.smoke else "memory" if args.memory else "scale" if args.scale else "compare"
+    chosen = [mode for mode in ("smoke", "memory", "scale", "pg-ceiling") if getattr(args, mode.replace("-", "_"))]
+    args.mode = chosen[0] if chosen else "compare"
     defaults = MODES[args.mode]
     args.rounds = args.rounds or defaults.rounds
     args.duration = args.duration or defaults.duration
@@ -245,7 +254,13 @@ def _elapsed(since: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     database_url = os.environ.get("DATABASE_URL")
-    wrk_path()
+    if args.mode == "pg-ceiling" and not (database_url or "").startswith("postgresql"):
+        raise SystemExit(
+            "--pg-ceiling measures PostgreSQL: set DATABASE_URL to a postgresql+psycopg:// URL of a server "
+            "where it may create and drop databases (bench_*)."
+        )
+    if args.mode != "pg-ceiling":
+        wrk_path()
     command = " ".join([os.environ.get("BENCH_INVOKED_AS", "python -m bench"), *map(shlex.quote, sys.argv[1:])])
     date = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -253,6 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend = backend_for(database_url, Path(tmp))
         databases = backend.server() if isinstance(backend, PostgresBackend) else None
         print(report.header(facts, command, date, args.markdown, databases), flush=True)
+        if args.mode == "pg-ceiling":
+            assert database_url is not None
+            return ceiling.run(
+                database_url, seconds=args.duration, ladder=args.connections, markdown=args.markdown, say=say
+            )
         bench = Bench(args, backend, Path(tmp))
         try:
             if args.mode == "memory":
