@@ -8,19 +8,23 @@ import re
 import shutil
 import sqlite3
 import subprocess
-from datetime import datetime
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from app import create_app
-from bench.backends import fill, words_by_group
-from bench.peers import sql
+from bench.backends import PostgresBackend, fill, words_by_group
+from bench.peers import pg, sql
 from edge.settings import Settings
 from storage import migrate
 from storage.engine import make_engine
+from tests.conftest import POSTGRESQL_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 CREATED_AT = "2026-11-27T09:30:00+01:00"
@@ -141,12 +145,34 @@ def test_the_smoke_benchmark_runs_every_app_and_workload_without_errors():
             assert rows[workload, app]["non-2xx"] == "0", done.stdout
 
 
+@pytest.mark.live
+def test_the_smoke_benchmark_runs_on_postgresql(postgresql_template: str):
+    """The same smoke run with DATABASE_URL naming PostgreSQL (skipped where conftest skips its
+    PostgreSQL half): the peers on bench/peers/pg.py agree with the service and nothing fails."""
+    if shutil.which("wrk") is None and os.geteuid() != 0:
+        pytest.skip("wrk is not installed, and only root can install it")
+    done = subprocess.run(
+        [ROOT / "scripts" / "dev", "bench", "--smoke", "--workloads", "create,review,get,list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DATABASE_URL": POSTGRESQL_URL},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "\npostgresql, 1,000 sessions, 1 worker, 16 connections: create\n" in done.stdout
+    rows = smoke_rows(done.stdout)
+    for workload in ("create", "review", "get", "list"):
+        for app in SMOKE_APPS:
+            assert rows[workload, app]["non-2xx"] == "0", done.stdout
+
+
 def smoke_rows(output: str) -> dict[tuple[str, str], dict[str, str]]:
     """The per-setting tables' rows, by (workload, app), each as {column: cell}."""
     rows: dict[tuple[str, str], dict[str, str]] = {}
     lines = output.splitlines()
     for i, line in enumerate(lines):
-        if line.startswith("sqlite, ") and i + 1 < len(lines):
+        if line.startswith(("sqlite, ", "postgresql, ")) and i + 1 < len(lines):
             workload = line.rsplit(": ", 1)[1]
             columns = [c.strip() for c in lines[i + 1].split("|")]
             for row in lines[i + 3 :]:
@@ -155,3 +181,118 @@ def smoke_rows(output: str) -> dict[tuple[str, str], dict[str, str]]:
                 cells = dict(zip(columns, (c.strip() for c in row.split("|")), strict=True))
                 rows[workload, cells["app"]] = cells
     return rows
+
+
+@pytest.fixture
+def postgresql_pair(postgresql_template: str) -> Iterator[tuple[str, str]]:
+    """Two copies of a PostgreSQL database of 5 sessions, made as the benchmark makes them."""
+    backend = PostgresBackend(POSTGRESQL_URL)
+    suffix = uuid.uuid4().hex[:8]
+    try:
+        yield backend.copy_as(f"bench_test_service_{suffix}", 5), backend.copy_as(f"bench_test_peer_{suffix}", 5)
+    finally:
+        backend.close()
+
+
+class Traced:
+    """A psycopg connection that notes each statement with its parameters, and each COMMIT and ROLLBACK."""
+
+    def __init__(self, conn: pg.Connection, log: list[tuple[Any, ...]]) -> None:
+        self.conn = conn
+        self.log = log
+
+    def execute(self, query: str, params: dict[str, Any]) -> Any:
+        self.log.append((query, params))
+        return self.conn.execute(query, params)
+
+    def commit(self) -> None:
+        self.log.append(("COMMIT",))
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.log.append(("ROLLBACK",))
+        self.conn.rollback()
+
+
+def postgresql_words(url: str) -> tuple[int, int]:
+    """A word of session 2's group, and a word of another group."""
+    with pg.connect(url) as conn:
+        groups = words_by_group(conn)
+        found = conn.execute("SELECT group_id FROM study_sessions WHERE id = 2").fetchone()
+    assert found is not None
+    group = found[0]
+    return groups[group][0], next(w for g, ws in groups.items() if g != group for w in ws if w not in groups[group])
+
+
+def service_statements_on_postgresql(url: str) -> list[tuple[Any, ...]]:
+    """What the service sends PostgreSQL for the requests of `service_statements`, from its
+    first request on: statements with their parameters, COMMITs and ROLLBACKs."""
+    log: list[tuple[Any, ...]] = []
+    settings = Settings(database_url=url, rate_limit_write="off", rate_limit_read="off")
+    engine = make_engine(url)
+    event.listen(engine, "before_cursor_execute", lambda *a: log.append((a[2], a[3])))
+    event.listen(engine, "commit", lambda _conn: log.append(("COMMIT",)))
+    event.listen(engine, "rollback", lambda _conn: log.append(("ROLLBACK",)))
+    word, other = postgresql_words(url)
+    with TestClient(create_app(settings, engine)) as client:
+        del log[:]
+        body = {"group_id": 2, "study_activity_id": 3, "created_at": CREATED_AT}
+        assert client.post("/api/v1/study-sessions", json=body).status_code == 201
+        assert client.post("/api/v1/study-sessions", json={**body, "id": 77}).status_code == 201
+        assert client.post("/api/v1/study-sessions", json={**body, "id": 77}).status_code == 409
+        assert client.post("/api/v1/study-sessions", json={**body, "group_id": 9}).status_code == 422
+        assert client.get("/api/v1/study-sessions/3").status_code == 200
+        assert client.get("/api/v1/study-sessions/12345").status_code == 404
+        assert client.get("/api/v1/study-sessions?page=1&per_page=10").status_code == 200
+        assert client.get("/api/v1/study-sessions?page=2&per_page=3").status_code == 200
+        review = "/api/v1/study-sessions/2/reviews"
+        assert client.post(review, json={"word_id": word, "correct": True}).status_code == 201
+        assert client.post(review, json={"word_id": other, "correct": False}).status_code == 422
+        assert (
+            client.post("/api/v1/study-sessions/12345/reviews", json={"word_id": word, "correct": True}).status_code
+            == 404
+        )
+    engine.dispose()
+    return log
+
+
+def peer_statements_on_postgresql(url: str) -> list[tuple[Any, ...]]:
+    log: list[tuple[Any, ...]] = []
+    word, other = postgresql_words(url)
+    created_at = datetime.fromisoformat(CREATED_AT).astimezone(UTC)
+    with pg.connect(url) as plain:
+        conn: Any = Traced(plain, log)
+        pg.create(conn, group_id=2, study_activity_id=3, created_at=created_at, id=None)
+        pg.create(conn, group_id=2, study_activity_id=3, created_at=created_at, id=77)
+        with pytest.raises(sql.Duplicate):
+            pg.create(conn, group_id=2, study_activity_id=3, created_at=created_at, id=77)
+        with pytest.raises(sql.Unknown):
+            pg.create(conn, group_id=9, study_activity_id=3, created_at=created_at, id=None)
+        pg.get(conn, 3)
+        with pytest.raises(sql.Missing):
+            pg.get(conn, 12345)
+        pg.list_page(conn, page=1, per_page=10)
+        pg.list_page(conn, page=2, per_page=3)
+        pg.review(conn, study_session_id=2, word_id=word, correct=True)
+        with pytest.raises(sql.NotInGroup):
+            pg.review(conn, study_session_id=2, word_id=other, correct=False)
+        with pytest.raises(sql.Missing):
+            pg.review(conn, study_session_id=12345, word_id=word, correct=True)
+    return log
+
+
+def same_now(log: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The log with the instant a review is stored at (the clock's) made the same."""
+    return [
+        (entry[0], {**entry[1], "now": "<now>"}) if len(entry) == 2 and "now" in entry[1] else entry for entry in log
+    ]
+
+
+def test_the_postgresql_peers_run_the_statements_the_service_runs(postgresql_pair: tuple[str, str]):
+    service_url, peer_url = postgresql_pair
+
+    statements = service_statements_on_postgresql(service_url)
+
+    assert any("nextval('study_sessions_id_seq')" in entry[0] for entry in statements)
+    assert ("ROLLBACK",) in statements
+    assert same_now(peer_statements_on_postgresql(peer_url)) == same_now(statements)
