@@ -90,6 +90,8 @@ class SqliteBackend:
         conn = sql.connect(sql.database_path(url))
         try:
             conn.execute("DELETE FROM review_items WHERE id > ?", (sessions,))
+            # Reviews posted into a session created during the run leave its count row behind.
+            conn.execute("DELETE FROM review_counts WHERE study_session_id > ?", (sessions,))
             conn.execute("DELETE FROM study_sessions WHERE id > ?", (sessions,))
         finally:
             conn.close()

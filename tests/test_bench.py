@@ -57,6 +57,7 @@ def service_statements(path: Path) -> tuple[list[str], set[str]]:
         body = {"group_id": 2, "study_activity_id": 3, "created_at": CREATED_AT}
         assert client.post("/api/v1/study-sessions", json=body).status_code == 201
         assert client.post("/api/v1/study-sessions", json={**body, "id": 77}).status_code == 201
+        assert client.post("/api/v1/study-sessions", json={**body, "id": 77}).status_code == 409
         assert client.get("/api/v1/study-sessions/3").status_code == 200
         assert client.get("/api/v1/study-sessions/12345").status_code == 404
         assert client.get("/api/v1/study-sessions?page=1&per_page=10").status_code == 200
@@ -86,6 +87,8 @@ def peer_statements(path: Path) -> list[str]:
     created_at = datetime.fromisoformat(CREATED_AT)
     sql.create(conn, group_id=2, study_activity_id=3, created_at=created_at, id=None)
     sql.create(conn, group_id=2, study_activity_id=3, created_at=created_at, id=77)
+    with pytest.raises(sql.Duplicate):
+        sql.create(conn, group_id=2, study_activity_id=3, created_at=created_at, id=77)
     sql.get(conn, 3)
     with pytest.raises(sql.Missing):
         sql.get(conn, 12345)

@@ -167,8 +167,9 @@ def create(
         names = conn.execute(NAMES, (study_activity_id, group_id)).fetchone()
         if names is not None:
             row = conn.execute(INSERT, (id, group_id, study_activity_id, text)).fetchone()
-            if row is not None:
-                return _session((row[0], group_id, names[0], study_activity_id, names[1], text, 0, 0, 0))
+            if row is None:
+                raise Duplicate(f"Study session {id} already exists.")
+            return _session((row[0], group_id, names[0], study_activity_id, names[1], text, 0, 0, 0))
         if id is not None and conn.execute(EXISTS, (id,)).fetchone() is not None:
             raise Duplicate(f"Study session {id} already exists.")
         violations = []
