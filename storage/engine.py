@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
@@ -52,10 +53,17 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SI
         return engine
     path = parsed.database
     if not create and path and path != ":memory:" and not path.startswith("file:"):
-        parsed = parsed.set(database=f"file:{Path(path).resolve()}?mode=rw", query={**parsed.query, "uri": "true"})
+        # Quoted: in a URI, a "#" or "?" in the path would start a fragment or a query.
+        uri = f"file:{quote(str(Path(path).resolve()))}?mode=rw"
+        parsed = parsed.set(database=uri, query={**parsed.query, "uri": "true"})
     # Waiting for a pooled connection is bounded like waiting for a lock: past it, Unavailable.
+    # SQLite needs two at least: storage.database keeps one for its writer, one or more for reads.
     engine = create_engine(
-        parsed, pool_size=pool_size, max_overflow=0, pool_timeout=busy_timeout, connect_args={"timeout": busy_timeout}
+        parsed,
+        pool_size=max(pool_size, 2),
+        max_overflow=0,
+        pool_timeout=busy_timeout,
+        connect_args={"timeout": busy_timeout},
     )
     _configure_sqlite(engine, busy_timeout, parsed.database)
     return engine

@@ -55,8 +55,16 @@ _answer = (
     .where(*_one)
     .values(status=bindparam("answer_status"), body=bindparam("answer_body"), headers=bindparam("answer_headers"))
 )
-_expired = select(keys.c.client, keys.c.key).where(keys.c.created_at < bindparam("cutoff")).limit(SWEEP_BATCH)
-_sweep = delete(keys).where(tuple_(keys.c.client, keys.c.key).in_(_expired))
+# Expired keys that no other transaction holds (PostgreSQL; SQLite has one writer): two sweeps, or
+# a sweep and a request taking an expired key anew, never wait for each other. The outer test of
+# created_at is checked again on a row that changed meanwhile, so a key just taken anew stays.
+_expired = (
+    select(keys.c.client, keys.c.key)
+    .where(keys.c.created_at < bindparam("cutoff"))
+    .limit(SWEEP_BATCH)
+    .with_for_update(skip_locked=True)
+)
+_sweep = delete(keys).where(tuple_(keys.c.client, keys.c.key).in_(_expired), keys.c.created_at < bindparam("cutoff"))
 
 
 def once(

@@ -66,10 +66,21 @@ def revision(conn: Connection) -> str | None:
         return None
 
 
+MIGRATION_LOCK = 4_715_031_270
+"""PostgreSQL advisory lock key that upgrade and seed hold: hosts that start at once over one
+database take turns, and the second finds the work done (SQLite: the write lock does this)."""
+
+
+def _one_at_a_time(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+
+
 def upgrade(engine: Engine) -> None:
     """Run every migration the database has not had yet."""
     config = _config()
     with transaction(engine, write=True) as conn:
+        _one_at_a_time(conn)
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
@@ -79,6 +90,7 @@ def seed(engine: Engine) -> None:
     stay."""
     words_, memberships = vocabulary.rows()
     with transaction(engine, write=True) as conn:
+        _one_at_a_time(conn)
         for table, rows in ((groups, GROUPS), (study_activities, STUDY_ACTIVITIES), (words, words_)):
             present = set(conn.execute(select(table.c.id)).scalars())
             missing = [row for row in rows if row["id"] not in present]

@@ -96,6 +96,42 @@ def test_expired_keys_are_swept_without_a_cron_job(client: TestClient, engine: E
         assert conn.execute(select(idempotency_keys.c.key)).scalars().all() == ["fresh"]
 
 
+@pytest.mark.backends("postgresql")
+def test_a_sweep_leaves_a_key_that_is_being_taken_anew(client: TestClient, engine: Engine):
+    # A request takes an expired key anew while another request's sweep comes by: the sweep
+    # neither waits for it nor deletes the key once it is fresh (a retry would then create again).
+    post(client, BODY, "renewed")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(update(idempotency_keys).values(created_at=now - timedelta(hours=25)))
+    renewing = engine.connect()
+    renewing.begin()
+    names = {"who": "-", "which": "renewed", "request": "another", "now": now, "cutoff": now - idempotency.KEEP}
+    assert renewing.execute(idempotency._claims["postgresql"], {**names, "who": stored_client(engine)}).first()
+    swept = threading.Event()
+
+    def sweep() -> None:
+        with engine.begin() as conn:
+            conn.execute(idempotency._sweep, {"cutoff": now - idempotency.KEEP})
+        swept.set()
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    waited = not swept.wait(2)
+    renewing.commit()
+    renewing.close()
+    sweeper.join(10)
+
+    assert not waited
+    with engine.connect() as conn:
+        assert conn.execute(select(idempotency_keys.c.fingerprint)).scalars().all() == ["another"]
+
+
+def stored_client(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(select(idempotency_keys.c.client)).scalar_one())
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "ключ"])
 def test_a_malformed_key_is_a_400_naming_the_header(client: TestClient, engine: Engine, key: str):
     response = client.post("/api/v1/study-sessions", json=BODY, headers={b"Idempotency-Key": key.encode()})

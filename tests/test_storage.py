@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -9,13 +10,17 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
 
+from app import create_app
+from edge.settings import Settings
 from storage import migrate, schema, study_sessions
 from storage.engine import make_engine, transaction
 from storage.errors import Duplicate, NotFound, Unavailable, Unprocessable
 from storage.pages import Page
 from storage.schema import groups, metadata, study_activities
-from tests.conftest import count_sessions
+from tests.conftest import POSTGRESQL_URL, admin_engine, count_sessions, drop_database
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -184,3 +189,61 @@ def test_near_the_end_of_the_id_range_server_picked_ids_are_random_free_ones(eng
     assert len(set(picked)) == 20
     assert all(1 <= id <= study_sessions.MAX_ID for id in picked)
     assert count_sessions(engine) == 21
+
+
+def test_a_path_with_uri_characters_opens_the_database_it_names(tmp_path):
+    # The serving engine opens the file as a URI (mode=rw); unquoted, "#" would end its path.
+    path = tmp_path / "a#b c" / "study.db"
+    migrate.upgrade(make_engine(f"sqlite:///{path}"))
+    serving = make_engine(f"sqlite:///{path}", create=False)
+
+    with transaction(serving) as conn:
+        assert conn.execute(select(text("count(*)")).select_from(groups)).scalar() == 0
+    serving.dispose()
+    files = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert "a#b c/study.db" in files <= {"a#b c/study.db", "a#b c/study.db-wal", "a#b c/study.db-shm"}
+
+
+def test_one_connection_a_worker_still_serves_writes_and_reads_on_sqlite(tmp_path):
+    # SQLite keeps a connection for its writer thread and one for reads, whatever DB_POOL_SIZE says.
+    url = f"sqlite:///{tmp_path}/study.db"
+    creating = make_engine(url)
+    migrate.upgrade(creating)
+    migrate.seed(creating)
+    creating.dispose()
+    settings = Settings(database_url=url, db_pool_size=1, db_timeout=1, rate_limit_write="off", rate_limit_read="off")
+
+    with TestClient(create_app(settings)) as client:
+        created = client.post("/api/v1/study-sessions", json={"group_id": 1, "study_activity_id": 1})
+        read = client.get(created.headers["Location"])
+        again = client.post("/api/v1/study-sessions", json={"group_id": 2, "study_activity_id": 1})
+
+    assert (created.status_code, read.status_code, again.status_code) == (201, 200, 201)
+
+
+@pytest.mark.backends("postgresql")
+def test_hosts_that_migrate_one_database_at_once_take_turns(backend: str):
+    # Two gunicorn masters starting together: each migrates and seeds before its workers start.
+    name = f"study_sessions_fresh_{uuid.uuid4().hex[:12]}"
+    admin = admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRESQL_URL).set(database=name).render_as_string(hide_password=False)
+    engines = [make_engine(url, busy_timeout=30) for _ in range(4)]
+    try:
+
+        def start(engine: Engine) -> None:
+            migrate.upgrade(engine)
+            migrate.seed(engine)
+
+        with ThreadPoolExecutor(max_workers=len(engines)) as pool:
+            list(pool.map(start, engines))
+
+        with transaction(engines[0]) as conn:
+            assert migrate.revision(conn) == migrate.HEAD
+            assert conn.execute(select(text("count(*)")).select_from(groups)).scalar() == len(migrate.GROUPS)
+    finally:
+        for engine in engines:
+            engine.dispose()
+        drop_database(admin, name)
+        admin.dispose()
