@@ -144,7 +144,9 @@ class RoutingErrors:
         match, methods = matched
         if request.method not in methods:
             return _not_allowed(request.method, ", ".join(methods))
-        values = match.groupdict().items()
+        # Every path parameter is a whole number: name those that are not.
+        values = [(k, v) for k, v in match.groupdict().items() if not (v.isascii() and v.isdigit())]
+        values = values or list(match.groupdict().items())
         errors = [{"detail": short(f"{v!r} is not a valid {k}."), "parameter": k} for k, v in values]
         return invalid_parameters(errors).to_problem()
 

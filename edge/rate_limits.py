@@ -7,11 +7,14 @@ seconds, then says when limits are back."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
+from coredis.retry import NoRetryPolicy
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -44,8 +47,11 @@ class RateLimits:
         storage: Storage
         if redis_url:
             uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
+            # No retries inside the client: a Redis that does not answer costs a request
+            # REDIS_TIMEOUT once, not once a try.
+            client: dict[str, Any] = {"retry_policy": NoRetryPolicy()}  # options go on to coredis
             storage = RedisStorage(
-                uri, wrap_exceptions=True, connect_timeout=REDIS_TIMEOUT, stream_timeout=REDIS_TIMEOUT
+                uri, wrap_exceptions=True, connect_timeout=REDIS_TIMEOUT, stream_timeout=REDIS_TIMEOUT, **client
             )
         else:
             storage = MemoryStorage()
@@ -59,11 +65,14 @@ class RateLimits:
         item = self.items.get(kind)
         if item is None:
             return Decision(True, {})
-        if self._down_since is not None and time.monotonic() < self._next_try:
-            return Decision(True, {})
+        if self._down_since is not None:
+            if time.monotonic() < self._next_try:
+                return Decision(True, {})
+            self._next_try = time.monotonic() + RETRY_REDIS_AFTER  # this request tries; the others go on
         try:
-            allowed = await self.limiter.hit(item, kind, client)
-            stats = await self.limiter.get_window_stats(item, kind, client)
+            async with asyncio.timeout(REDIS_TIMEOUT if self.where == "redis" else None):
+                allowed = await self.limiter.hit(item, kind, client)
+                stats = await self.limiter.get_window_stats(item, kind, client)
         except Exception as error:  # noqa: BLE001 - whatever the store's failure, serve unlimited
             self._failed(error)
             return Decision(True, {})

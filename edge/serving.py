@@ -11,11 +11,13 @@ folder unless set), and a worker that exits is marked so that its live gauges dr
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import shutil
 import signal
 import tempfile
+from pathlib import Path
 from typing import Any, ClassVar
 
 from uvicorn_worker import UvicornWorker
@@ -49,10 +51,14 @@ loglevel = settings.log_level.lower()
 def on_starting(_server: Any) -> None:
     """In the master, before any worker: a clean metrics folder, then the database brought up to
     date (once, however many workers start)."""
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="study-sessions-metrics-")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = given or tempfile.mkdtemp(prefix="study-sessions-metrics-")
+    os.makedirs(folder, exist_ok=True)
+    for stale in Path(folder).glob("*.db"):  # the last run's metric files; nothing else is touched
+        stale.unlink(missing_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    if not given:
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
     from storage import migrate
     from storage.engine import make_engine

@@ -34,6 +34,7 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SI
     if parsed.get_backend_name() == "postgresql":
         engine = create_engine(
             url,
+            hide_parameters=True,  # an error's log line names the statement, never a client's values
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=busy_timeout,
@@ -60,6 +61,7 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SI
     # SQLite needs two at least: storage.database keeps one for its writer, one or more for reads.
     engine = create_engine(
         parsed,
+        hide_parameters=True,
         pool_size=max(pool_size, 2),
         max_overflow=0,
         pool_timeout=busy_timeout,

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from starlette.types import Message
 
 from app import SPEC, create_app
+from edge import metrics
 from edge.logs import configure_logging
 from edge.middleware import body as body_module
 from edge.settings import Settings
@@ -243,4 +244,38 @@ def test_over_a_real_socket_malformed_http_is_refused_and_the_next_request_serve
     assert statuses["chunked, too long"] == 413
     assert answers["no length, no chunks"] == b"" or int(answers["no length, no chunks"].split(b" ", 2)[1]) < 500
     assert after.startswith(b"HTTP/1.1 200")
+    assert count_sessions(engine) == 0
+
+
+def test_a_client_that_goes_away_mid_body_is_logged_and_counted_as_gone_not_as_a_failure(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
+):
+    chunks: list[Message] = [
+        {"type": "http.request", "body": b'{"group_id": 1', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/api/v1/study-sessions", "raw_path": b"/api/v1/study-sessions", "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+    }  # fmt: skip
+    requests = metrics.REQUESTS.labels
+    counted = {status: requests("create_study_session", status)._value.get() for status in ("499", "500")}
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(create_app(settings, engine)(scope, receive, send))
+
+    assert sent == []
+    assert [r.__dict__["status"] for r in caplog.records if r.getMessage() == "request"] == [499]
+    assert requests("create_study_session", "499")._value.get() == counted["499"] + 1
+    assert requests("create_study_session", "500")._value.get() == counted["500"]
     assert count_sessions(engine) == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import time
 
 import pytest
 from sqlalchemy import Engine
@@ -130,3 +132,26 @@ def test_a_limits_store_that_cannot_be_reached_serves_without_limits_and_says_so
     warnings = [r for r in caplog.records if "rate limits suspended" in r.getMessage()]
     assert len(warnings) == 1
     assert count_sessions(engine) == 4
+
+
+def test_a_redis_that_accepts_but_never_answers_costs_one_request_a_quarter_second_at_most():
+    # A partition that drops packets: the connection opens (or hangs) and nothing comes back.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    limits = RateLimits(write="1/minute", read="off", redis_url=f"redis://127.0.0.1:{port}")
+
+    async def three_at_once() -> tuple[list[bool], float]:
+        began = time.monotonic()
+        decisions = await asyncio.gather(*(limits.hit("write", "client") for _ in range(3)))
+        return [d.allowed for d in decisions], time.monotonic() - began
+
+    try:
+        allowed, took = asyncio.run(three_at_once())
+        later = asyncio.run(limits.hit("write", "client"))
+    finally:
+        silent.close()
+
+    assert allowed == [True, True, True] and later.allowed
+    assert took < 0.6, f"three requests waited {took:.2f} s for a silent Redis"

@@ -243,3 +243,18 @@ def test_concurrent_reviews_from_two_servers_are_all_counted(tmp_path: Path, dat
     assert statuses == [201] * 100
     assert (counts["review_items_count"], counts["correct_count"], counts["wrong_count"]) == (100, 25, 75)
     assert count_reviews(engine) == 100 and count_sessions(engine) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [
+        ("/study-sessions/1/reviews/abc", ["review_id"]),
+        ("/study-sessions/abc/reviews/1", ["id"]),
+        ("/study-sessions/x/reviews/y", ["id", "review_id"]),
+    ],
+)
+def test_a_path_parameter_that_is_not_a_number_is_a_400_naming_it_alone(client: TestClient, path: str, named: list):
+    response = client.get(f"/api/v1{path}")
+
+    assert response.status_code == 400
+    assert [e["parameter"] for e in response.json()["errors"]] == named

@@ -24,6 +24,9 @@ pytestmark = pytest.mark.live
 
 def test_several_workers_serve_and_their_metrics_are_summed(tmp_path: Path, database_url: str):
     metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_999.db").write_bytes(b"a worker of the last run")
+    (metrics_dir / "notes.txt").write_text("not the service's")
     with service(tmp_path, database_url, GUNICORN, WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as (url, _):
 
         def read_groups(_: int) -> int:
@@ -35,6 +38,7 @@ def test_several_workers_serve_and_their_metrics_are_summed(tmp_path: Path, data
         scrapes = [httpx.get(f"{url}/api/v1/metrics", headers={"Connection": "close"}).text for _ in range(6)]
 
     assert statuses == [200] * 200
+    assert (metrics_dir / "notes.txt").exists(), "only the last run's metric files go at start"
     served = {path.name for path in metrics_dir.glob("counter_*.db")}
     assert len(served) == 2, f"both workers should have served: {served}"
     for scrape in scrapes:  # whichever worker answers, it sums both

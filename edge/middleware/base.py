@@ -6,6 +6,12 @@ from abc import ABC, abstractmethod
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+CLIENT_GONE = 499
+"""The status the request log and the metrics give a request that got no answer because its
+client went away first (nginx's "client closed request"); none is sent."""
+FAILED = 500
+"""The status they give a request whose handling raised before any answer started."""
+
 
 class HTTPMiddleware(ABC):
     """An ASGI middleware for HTTP requests; anything else (lifespan) passes through untouched."""

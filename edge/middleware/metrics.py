@@ -8,7 +8,7 @@ from typing import Any
 from starlette.types import Message, Receive, Scope, Send
 
 from edge import metrics
-from edge.middleware.base import HTTPMiddleware
+from edge.middleware.base import CLIENT_GONE, FAILED, HTTPMiddleware
 
 
 class Metrics(HTTPMiddleware):
@@ -18,7 +18,7 @@ class Metrics(HTTPMiddleware):
         # Connexion's routing names the operation in this dict, shared with the scopes it copies.
         extensions: dict[str, Any] = scope.setdefault("extensions", {})
         started = time.perf_counter()
-        status = 500
+        status = 0
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
@@ -28,6 +28,10 @@ class Metrics(HTTPMiddleware):
 
         try:
             await self.app(scope, receive, send_with_status)
+            status = status or CLIENT_GONE
+        except BaseException:
+            status = status or FAILED
+            raise
         finally:
             operation_id = extensions.get("connexion_routing", {}).get("operation_id")
             operation = operation_id.rsplit(".", 1)[-1] if operation_id else metrics.UNROUTED

@@ -10,7 +10,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
 from edge.logs import log, request_id_var
-from edge.middleware.base import HTTPMiddleware
+from edge.middleware.base import CLIENT_GONE, FAILED, HTTPMiddleware
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 RESPONSE_HEADERS = "study_sessions.response_headers"
@@ -26,7 +26,7 @@ class RequestLog(HTTPMiddleware):
         request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -37,6 +37,10 @@ class RequestLog(HTTPMiddleware):
 
         try:
             await self.app(scope, receive, send_with_id)
+            status = status or CLIENT_GONE
+        except BaseException:
+            status = status or FAILED
+            raise
         finally:
             log.info(
                 "request",
