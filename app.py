@@ -70,7 +70,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         # of the garbage collector's full passes, which otherwise stall requests for tens of ms.
         gc.collect()
         gc.freeze()
-        metrics.CONNECTIONS_MAX.set(settings.db_pool_size)
+        metrics.CONNECTIONS_MAX.set(db.connections)
         yield
         db.close()  # after the server has drained its requests: finish, then hang up
 

@@ -50,8 +50,10 @@ class Database:
         if engine.dialect.name == "sqlite":
             self._reads = ThreadPoolExecutor(max(1, connections - 1), thread_name_prefix="db-read")
             self._writes = ThreadPoolExecutor(1, thread_name_prefix="db-write")
+            self.connections = max(1, connections - 1) + 1
         else:
             self._reads = self._writes = ThreadPoolExecutor(connections, thread_name_prefix="db")
+            self.connections = connections  # how many connections (and threads) this opens at most
 
     async def read(self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """`work`'s answer, from a read-only transaction."""
