@@ -11,7 +11,6 @@ folder unless set), and a worker that exits is marked so that its live gauges dr
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import os
 import shutil
@@ -48,6 +47,11 @@ errorlog = "-"
 loglevel = settings.log_level.lower()
 
 
+_made: list[str] = []
+"""The metrics folder on_starting made, which on_exit removes (in the master: the workers, forked
+from it, must not)."""
+
+
 def on_starting(_server: Any) -> None:
     """In the master, before any worker: a clean metrics folder, then the database brought up to
     date (once, however many workers start)."""
@@ -58,7 +62,7 @@ def on_starting(_server: Any) -> None:
         stale.unlink(missing_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     if not given:
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _made.append(folder)
 
     from storage import migrate
     from storage.engine import make_engine
@@ -82,3 +86,9 @@ def child_exit(_server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(_server: Any) -> None:
+    """In the master, once every worker is gone: the metrics folder it made goes too."""
+    for folder in _made:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -3,6 +3,7 @@ processes that share their metrics, and a SIGTERM that drains the requests in fl
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import time
@@ -98,3 +99,39 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits(
     assert count_sessions(engine) == 8
     assert exit_code == 0
     assert waited < 20
+
+
+def test_the_metrics_folder_it_makes_outlives_a_worker_and_goes_with_the_master(tmp_path: Path, database_url: str):
+    # Without PROMETHEUS_MULTIPROC_DIR the master makes a folder; a worker that exits (replaced,
+    # or stopped) must not take it with it, and the master removes it when it stops.
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    with service(tmp_path, database_url, GUNICORN, WORKERS="2", TMPDIR=str(temporary)) as (url, server):
+        (folder,) = temporary.glob("study-sessions-metrics-*")
+        workers = children(server.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while (len(children(server.pid)) < 2 or workers[0] in children(server.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+        assert folder.is_dir(), "a worker's exit removed the metrics folder"
+        assert httpx.get(f"{url}/api/v1/groups").status_code == 200
+        assert httpx.get(f"{url}/api/v1/metrics").status_code == 200
+        server.terminate()
+        server.wait(timeout=60)
+
+    assert not folder.exists()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{pid}\n" in status:
+                found.append(int(entry.name))
+    return sorted(found)
