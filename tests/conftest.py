@@ -7,6 +7,8 @@ where that is a failure. A test marked `backends("sqlite")` runs on the backends
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from sqlalchemy import Engine, create_engine, func, make_url, select, text
 from starlette.testclient import TestClient
 
 from app import create_app
+from edge.logs import configure_logging
 from edge.security import digest
 from edge.settings import Settings
 from storage import migrate
@@ -127,6 +130,18 @@ def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
 def keyed_client(keyed_settings: Settings, engine: Engine) -> Iterator[TestClient]:
     with TestClient(create_app(keyed_settings), raise_server_exceptions=False) as client:
         yield client
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """The service's JSON log lines, written to a string for the test to read."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging("INFO", stream)
+    yield stream
+    root.handlers[:], level = saved
+    root.setLevel(level)
 
 
 @pytest.fixture(params=["/api/v1", "/api"])

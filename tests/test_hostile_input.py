@@ -8,7 +8,6 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from starlette.types import Message
 
 from app import SPEC, create_app
 from edge import metrics
-from edge.logs import configure_logging
 from edge.middleware import body as body_module
 from edge.settings import Settings
 from tests.conftest import count_sessions
@@ -179,17 +177,6 @@ def test_a_request_id_that_tries_to_inject_is_refused_and_never_echoed(client: T
     assert assert_problem(response, 400)["errors"][0]["parameter"] == "X-Request-ID"
     assert response.headers["x-request-id"].isalnum()
     assert "set-cookie" not in response.headers
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging("INFO", stream)
-    yield stream
-    root.handlers[:], level = saved
-    root.setLevel(level)
 
 
 def test_log_lines_cannot_be_forged_through_what_a_client_controls(client: TestClient, json_logs: io.StringIO):

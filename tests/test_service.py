@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 
-import pytest
 from starlette.testclient import TestClient
 
-from edge.logs import configure_logging
 from edge.settings import DEFAULT_CORS_ORIGINS, Settings
 
 
@@ -38,17 +34,6 @@ def test_the_defaults_serve_sqlite_under_var_on_localhost_5000():
     assert (settings.host, settings.port) == ("127.0.0.1", 5000)
     assert "*" not in settings.cors_origins
     assert settings.cors_origins == tuple(DEFAULT_CORS_ORIGINS.split(","))
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging("INFO", stream)
-    yield stream
-    root.handlers[:], level = saved
-    root.setLevel(level)
 
 
 def test_each_request_logs_one_json_line_and_each_creation_its_id(client: TestClient, json_logs: io.StringIO):
