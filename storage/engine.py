@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 from storage.errors import Unavailable
+from storage.postgresql import postgresql_connect_args
 
 POOL_SIZE = 5
 """Connections per process: storage.database runs one thread per connection."""
@@ -38,17 +39,7 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SI
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=busy_timeout,
-            connect_args={
-                "connect_timeout": max(1, round(busy_timeout)),
-                # A server that stops answering (gone, or cut off) fails the request instead of
-                # holding it: unacknowledged data times out, and an idle connection is probed.
-                "tcp_user_timeout": int(busy_timeout * 1000),
-                "keepalives": 1,
-                "keepalives_idle": 5,
-                "keepalives_interval": 2,
-                "keepalives_count": 3,
-                "prepare_threshold": None,
-            },
+            connect_args=postgresql_connect_args(busy_timeout),
         )
         _configure_postgresql(engine, busy_timeout)
         return engine

@@ -60,19 +60,24 @@ def _aware(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _violations(body: Any) -> list[dict[str, str]]:
+def _shape_violations(body: Any, fields: tuple[str, ...], required: tuple[str, ...]) -> list[dict[str, str]]:
+    """What is wrong with `body`'s shape: not an object, properties not in `fields`, `required` ones missing."""
     if not isinstance(body, dict):
         return [{"detail": "The body must be a JSON object.", "pointer": ""}]
     errors = [
         {"detail": f"{name!r} is not a property this operation takes.", "pointer": f"/{name}"}
         for name in body
-        if name not in FIELDS
+        if name not in fields
     ]
-    errors += [
-        {"detail": f"'{name}' is a required property.", "pointer": f"/{name}"}
-        for name in ("group_id", "study_activity_id")
-        if name not in body
+    return errors + [
+        {"detail": f"'{name}' is a required property.", "pointer": f"/{name}"} for name in required if name not in body
     ]
+
+
+def _violations(body: Any) -> list[dict[str, str]]:
+    errors = _shape_violations(body, FIELDS, ("group_id", "study_activity_id"))
+    if not isinstance(body, dict):
+        return errors
     errors += [
         {"detail": f"{body[name]!r} is not an id (an integer from 1 to 2**63-1).", "pointer": f"/{name}"}
         for name in ("id", "group_id", "study_activity_id")
@@ -135,18 +140,9 @@ def _unprocessable(violations: list[tuple[str, str]]) -> Response:
 
 
 def _review_violations(body: Any) -> list[dict[str, str]]:
+    errors = _shape_violations(body, REVIEW_FIELDS, REVIEW_FIELDS)
     if not isinstance(body, dict):
-        return [{"detail": "The body must be a JSON object.", "pointer": ""}]
-    errors = [
-        {"detail": f"{name!r} is not a property this operation takes.", "pointer": f"/{name}"}
-        for name in body
-        if name not in REVIEW_FIELDS
-    ]
-    errors += [
-        {"detail": f"'{name}' is a required property.", "pointer": f"/{name}"}
-        for name in REVIEW_FIELDS
-        if name not in body
-    ]
+        return errors
     if "word_id" in body and not _is_id(body["word_id"]):
         errors.append({"detail": f"{body['word_id']!r} is not an id.", "pointer": "/word_id"})
     if "correct" in body and type(body["correct"]) is not bool:

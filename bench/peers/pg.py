@@ -20,7 +20,17 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow
 
-from bench.peers.sql import BUSY_TIMEOUT, MAX_ID, Duplicate, Missing, NotInGroup, Unknown
+from bench.peers.sql import (
+    BUSY_TIMEOUT,
+    MAX_ID,
+    Duplicate,
+    Missing,
+    NotInGroup,
+    Unknown,
+    page_body,
+    session_body,
+)
+from storage.postgresql import postgresql_connect_args
 
 __all__ = ["Duplicate", "Missing", "NotInGroup", "Unknown", "connection", "create", "get", "list_page", "review"]
 
@@ -29,15 +39,8 @@ Connection = psycopg.Connection[TupleRow]
 SEQUENCE_END = MAX_ID - 1_000_000
 """storage.study_sessions.SEQUENCE_END: past it, the service picks random free ids."""
 
-CONNECT_ARGS: dict[str, Any] = {
-    "connect_timeout": max(1, round(BUSY_TIMEOUT)),
-    "tcp_user_timeout": int(BUSY_TIMEOUT * 1000),
-    "keepalives": 1,
-    "keepalives_idle": 5,
-    "keepalives_interval": 2,
-    "keepalives_count": 3,
-}
-"""storage/engine.py's connect_args for PostgreSQL (prepare_threshold aside: see `connect`)."""
+CONNECT_ARGS = postgresql_connect_args(BUSY_TIMEOUT)
+"""The service's own connection arguments for PostgreSQL (storage/engine.py)."""
 STATEMENT_TIMEOUT = f"SET statement_timeout = {int(BUSY_TIMEOUT * 1000)}"
 
 # As SQLAlchemy's psycopg dialect compiles storage/*.py for PostgreSQL, line breaks included.
@@ -114,7 +117,7 @@ def conninfo(url: str) -> str:
 def connect(url: str, *, autocommit: bool = False) -> Connection:
     """A connection set up as storage/engine.py sets up the service's: its TCP timeouts, no
     server-side prepared statements (prepare_threshold None) and its statement timeout."""
-    conn = psycopg.connect(conninfo(url), autocommit=autocommit, prepare_threshold=None, **CONNECT_ARGS)
+    conn = psycopg.connect(conninfo(url), autocommit=autocommit, **CONNECT_ARGS)
     conn.execute(STATEMENT_TIMEOUT)
     conn.commit()
     return conn
@@ -142,17 +145,7 @@ def instant(value: datetime) -> str:
 
 
 def _session(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        "id": row[0],
-        "group_id": row[1],
-        "group_name": row[2],
-        "study_activity_id": row[3],
-        "study_activity_name": row[4],
-        "created_at": instant(row[5]),
-        "review_items_count": row[6],
-        "correct_count": row[7],
-        "wrong_count": row[8],
-    }
+    return session_body(row, instant)
 
 
 def create(
@@ -238,10 +231,4 @@ def list_page(conn: Connection, *, page: int, per_page: int) -> dict[str, Any]:
         rows = conn.execute(PAGE, {**_ZEROS, "limit": per_page, "offset": (page - 1) * per_page}).fetchall()
         found = conn.execute(COUNT, {"coalesce_2": 0, "table_name_1": "study_sessions"}).fetchone()
     total = int((found[0] if found else None) or 0)
-    return {
-        "items": [_session(row) for row in rows],
-        "total": total,
-        "page": page,
-        "per_page": per_page,
-        "total_pages": -(-total // per_page),
-    }
+    return page_body([_session(row) for row in rows], total=total, page=page, per_page=per_page)

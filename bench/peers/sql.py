@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,18 +144,29 @@ def accepted_created_at(given: datetime, now: datetime) -> datetime | None:
     return None if given > now + MAX_CLOCK_SKEW else given.astimezone(UTC)
 
 
-def _session(row: tuple[Any, ...]) -> dict[str, Any]:
+def session_body(row: tuple[Any, ...], as_instant: Callable[[Any], str]) -> dict[str, Any]:
+    """A session row (the GET statement's columns) as the service answers it; `as_instant` turns
+    the driver's `created_at` into RFC 3339 text."""
     return {
         "id": row[0],
         "group_id": row[1],
         "group_name": row[2],
         "study_activity_id": row[3],
         "study_activity_name": row[4],
-        "created_at": instant(row[5]),
+        "created_at": as_instant(row[5]),
         "review_items_count": row[6],
         "correct_count": row[7],
         "wrong_count": row[8],
     }
+
+
+def page_body(items: list[dict[str, Any]], *, total: int, page: int, per_page: int) -> dict[str, Any]:
+    """A page of sessions as the service's page body."""
+    return {"items": items, "total": total, "page": page, "per_page": per_page, "total_pages": -(-total // per_page)}
+
+
+def _session(row: tuple[Any, ...]) -> dict[str, Any]:
+    return session_body(row, instant)
 
 
 def create(
@@ -218,10 +229,4 @@ def list_page(conn: sqlite3.Connection, *, page: int, per_page: int) -> dict[str
     with _transaction(conn):
         rows = conn.execute(PAGE, (per_page, (page - 1) * per_page)).fetchall()
         total = conn.execute(COUNT, (0, "study_sessions")).fetchone()[0]
-    return {
-        "items": [_session(row) for row in rows],
-        "total": total,
-        "page": page,
-        "per_page": per_page,
-        "total_pages": -(-total // per_page),
-    }
+    return page_body([_session(row) for row in rows], total=total, page=page, per_page=per_page)
