@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -168,3 +168,15 @@ def redis_server(folder: Path) -> Iterator[tuple[str, Callable[[], None], Callab
         yield f"redis://127.0.0.1:{port}", stop, start
     finally:
         stop()
+
+
+def processes(field_index: int, value: int) -> list[int]:
+    """Live (not zombie) processes whose /proc/PID/stat field `field_index` (after the command:
+    1 is the parent, 2 the process group) is `value`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z" and int(fields[field_index]) == value:
+                found.append(int(stat.parent.name))
+    return found

@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from tests.conftest import count_sessions
-from tests.servers import BIN, GUNICORN, ROOT, free_port, service
+from tests.servers import BIN, GUNICORN, ROOT, free_port, processes, service
 
 pytestmark = pytest.mark.live
 
@@ -42,18 +42,6 @@ CLOSED = {"ConnectError", "RemoteProtocolError", "ReadError", "WriteError"}
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-def processes(field_index: int, value: int) -> list[int]:
-    """Live (not zombie) processes whose /proc/PID/stat field `field_index` (after the command:
-    1 is the parent, 2 the process group) is `value`."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if fields[0] != "Z" and int(fields[field_index]) == value:
-                found.append(int(stat.parent.name))
-    return found
 
 
 def kill_group(pgid: int) -> None:

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from tests.conftest import count_sessions
-from tests.servers import GUNICORN, service
+from tests.servers import GUNICORN, processes, service
 from tests.test_operations import metric
 
 pytestmark = pytest.mark.live
@@ -108,11 +108,14 @@ def test_the_metrics_folder_it_makes_outlives_a_worker_and_goes_with_the_master(
     temporary.mkdir()
     with service(tmp_path, database_url, GUNICORN, WORKERS="2", TMPDIR=str(temporary)) as (url, server):
         (folder,) = temporary.glob("study-sessions-metrics-*")
-        workers = children(server.pid)
+        workers = sorted(processes(1, server.pid))
         assert len(workers) == 2
         os.kill(workers[0], signal.SIGTERM)
         deadline = time.monotonic() + 30
-        while (len(children(server.pid)) < 2 or workers[0] in children(server.pid)) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # until the master has put a new worker in its place
+            now = processes(1, server.pid)
+            if len(now) == 2 and workers[0] not in now:
+                break
             time.sleep(0.2)
 
         assert folder.is_dir(), "a worker's exit removed the metrics folder"
@@ -122,16 +125,3 @@ def test_the_metrics_folder_it_makes_outlives_a_worker_and_goes_with_the_master(
         server.wait(timeout=60)
 
     assert not folder.exists()
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            if f"\nPPid:\t{pid}\n" in status:
-                found.append(int(entry.name))
-    return sorted(found)
