@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from sqlalchemy import Engine, create_engine, func, make_url, select, text
 from starlette.testclient import TestClient
@@ -32,6 +33,11 @@ TEST_API_KEY = "test-key-3f0c9b5e4a9e4c1e9d552f6f0e7a1b42"
 os.environ.setdefault("STUDY_SESSIONS_API_KEY", TEST_API_KEY)
 POSTGRESQL_URL = os.environ.get("TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEMPLATE = f"study_sessions_template_{os.getpid()}"
+
+# `./scripts/dev quick`, the inner loop, sets HYPOTHESIS_PROFILE=quick: every property and state
+# machine runs, on fewer generated examples. The suite (and CI) keeps Hypothesis's defaults.
+hypothesis.settings.register_profile("quick", max_examples=15, stateful_step_count=15)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
