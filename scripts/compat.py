@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -69,7 +70,7 @@ def under_base_path(doc: Document) -> Document:
     flat["paths"] = {}
     for path, item in (doc.get("paths") or {}).items():
         for server in item.get("servers") or doc.get("servers") or [{"url": "/"}]:
-            base = str(server.get("url", "/")).rstrip("/")
+            base = urlsplit(str(server.get("url", "/"))).path.rstrip("/")
             if base == BASE_PATH or base.startswith(BASE_PATH + "/") or (base == "" and path.startswith(BASE_PATH)):
                 flat["paths"][base + path] = {key: value for key, value in item.items() if key != "servers"}
     return flat
@@ -246,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if without_version(working) == without_version(released):
         print(f"OK: the spec is the released {last}; no version bump is due.")
+        if current != last:
+            print(f"NOTE: info.version says {current}, but nothing but it changed since {last}.")
         return 0
     major, minor, patch = released_version
     due = f"{major}.{minor + 1}.0"

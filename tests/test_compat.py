@@ -186,6 +186,10 @@ def also_serve_under_another_alias(spec: Spec) -> None:
     spec["servers"].append({"url": "/api/latest"})
 
 
+def name_the_server_by_its_full_url(spec: Spec) -> None:
+    spec["servers"][0]["url"] = "https://study.example.org/api/v1"
+
+
 @needs_optic
 @pytest.mark.parametrize(
     "plant",
@@ -195,6 +199,7 @@ def also_serve_under_another_alias(spec: Spec) -> None:
         add_operation,
         add_response_header,
         also_serve_under_another_alias,
+        name_the_server_by_its_full_url,
     ],
 )
 def test_an_additive_change_passes_and_asks_for_a_minor_version_bump(tmp_path: Path, plant: Callable[[Spec], None]):
