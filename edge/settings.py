@@ -48,18 +48,31 @@ class Settings:
             ),
             log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
             db_timeout=float(env.get("DB_TIMEOUT", cls.db_timeout)),
-            validate_responses=env.get("VALIDATE_RESPONSES", "") in ("1", "true", "yes"),
+            validate_responses=flag(env, "VALIDATE_RESPONSES"),
             db_pool_size=int(env.get("DB_POOL_SIZE", cls.db_pool_size)),
             workers=int(env.get("WORKERS", cls.workers)),
             worker_timeout=float(env.get("WORKER_TIMEOUT", cls.worker_timeout)),
             graceful_timeout=float(env.get("GRACEFUL_TIMEOUT", cls.graceful_timeout)),
             api_keys=api_key_digests(env.get("API_KEYS", "")),
-            reads_need_api_key=env.get("READS_NEED_API_KEY", "") in ("1", "true", "yes"),
+            reads_need_api_key=flag(env, "READS_NEED_API_KEY"),
             rate_limit_write=env.get("RATE_LIMIT_WRITE", cls.rate_limit_write),
             rate_limit_read=env.get("RATE_LIMIT_READ", cls.rate_limit_read),
             redis_url=env.get("REDIS_URL", cls.redis_url),
             forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", cls.forwarded_allow_ips),
         )
+
+
+ON = ("1", "true", "yes", "on")
+OFF = ("", "0", "false", "no", "off")
+
+
+def flag(env: dict[str, str], name: str) -> bool:
+    """The switch `name`: on for ON, off for OFF or unset (in any case); ValueError for any other
+    value, so that a misspelt switch (a security one among them) stops the service."""
+    value = env.get(name, "").strip().lower()
+    if value not in ON + OFF:
+        raise ValueError(f"{name} is {env[name]!r}: give 1, true, yes or on, or 0, false, no or off")
+    return value in ON
 
 
 def api_key_digests(text: str) -> frozenset[str]:
