@@ -63,6 +63,22 @@ def test_keys_belong_to_their_client(keyed_settings: Settings, engine: Engine):
     assert count_sessions(engine) == 2
 
 
+def test_on_an_open_service_two_addresses_sending_one_key_get_two_sessions(settings: Settings, engine: Engine):
+    service = create_app(settings, engine)
+    with (
+        TestClient(service, client=("10.0.0.1", 40000)) as first,
+        TestClient(service, client=("10.0.0.2", 40000)) as second,
+    ):
+        mine = post(first, BODY, "same-name")
+        theirs = post(second, BODY, "same-name")
+        mine_again = post(first, BODY, "same-name")
+
+    assert mine.status_code == theirs.status_code == 201
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert mine_again.json() == mine.json()
+    assert count_sessions(engine) == 2
+
+
 def test_a_failed_first_attempt_keeps_nothing_so_a_retry_is_tried_afresh(client: TestClient, engine: Engine):
     first = post(client, {"id": 9, "group_id": 999, "study_activity_id": 1}, "after-a-422")
     again = post(client, {"id": 9, "group_id": 999, "study_activity_id": 1}, "after-a-422")
@@ -83,17 +99,35 @@ def test_a_key_expires_after_24_hours_and_is_then_taken_anew(client: TestClient,
     assert count_sessions(engine) == 2
 
 
+def test_a_key_two_hours_old_still_replays(client: TestClient, engine: Engine):
+    first = post(client, BODY, "two-hours")
+    with engine.begin() as conn:
+        conn.execute(update(idempotency_keys).values(created_at=datetime.now(UTC) - timedelta(hours=2)))
+
+    again = post(client, BODY, "two-hours")
+
+    assert again.status_code == 201 and again.json() == first.json()
+    assert count_sessions(engine) == 1
+
+
 def test_expired_keys_are_swept_without_a_cron_job(client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch):
     for n in range(5):
         post(client, BODY, f"sweep-{n}")
+    kept = post(client, BODY, "an-hour-old")
     with engine.begin() as conn:
         conn.execute(update(idempotency_keys).values(created_at=datetime.now(UTC) - timedelta(hours=30)))
+        conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.key == "an-hour-old")
+            .values(created_at=datetime.now(UTC) - timedelta(hours=1))
+        )
     monkeypatch.setattr(idempotency, "SWEEP_EVERY", 1)  # the sweep runs on one request in a hundred
 
     post(client, BODY, "fresh")
 
     with engine.connect() as conn:
-        assert conn.execute(select(idempotency_keys.c.key)).scalars().all() == ["fresh"]
+        assert sorted(conn.execute(select(idempotency_keys.c.key)).scalars()) == ["an-hour-old", "fresh"]
+    assert post(client, BODY, "an-hour-old").json() == kept.json()  # and it still replays
 
 
 @pytest.mark.backends("postgresql")
