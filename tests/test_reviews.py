@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 from starlette.testclient import TestClient
 
 from app import create_app
@@ -155,6 +155,43 @@ def test_a_review_with_an_idempotency_key_is_recorded_once(client: TestClient, e
     assert (first.status_code, again.status_code, changed.status_code) == (201, 201, 422)
     assert first.json() == again.json() and first.headers["location"] == again.headers["location"]
     assert count_reviews(engine) == 1
+
+
+def test_the_same_key_and_answer_sent_to_another_session_is_a_422_not_the_first_sessions_answer(
+    client: TestClient, engine: Engine
+):
+    first, second = new_session(client), new_session(client)
+
+    answered = review(client, first["id"], 2, True, **{"Idempotency-Key": "answer-2"})
+    elsewhere = review(client, second["id"], 2, True, **{"Idempotency-Key": "answer-2"})
+
+    assert answered.status_code == 201
+    assert elsewhere.status_code == 422
+    assert elsewhere.json()["errors"][0]["parameter"] == "Idempotency-Key"
+    assert count_reviews(engine) == 1
+    assert client.get(f"/api/v1/study-sessions/{second['id']}").json()["review_items_count"] == 0
+
+
+def test_deleting_reviews_brings_the_session_and_word_counts_down(client: TestClient, engine: Engine):
+    session, other = new_session(client), new_session(client)
+    given = [(session, 1, True), (session, 1, False), (session, 2, True), (session, 2, True), (other, 1, True)]
+    ids = [review(client, s["id"], word, correct).json()["id"] for s, word, correct in given]
+
+    with engine.begin() as conn:  # one statement taking several rows, then one taking one
+        conn.execute(delete(review_items).where(review_items.c.id.in_([ids[0], ids[2]])))
+        conn.execute(delete(review_items).where(review_items.c.id == ids[1]))
+    read = client.get(f"/api/v1/study-sessions/{session['id']}")
+    other_counts = client.get(f"/api/v1/study-sessions/{other['id']}").json()
+    words = {w["id"]: w for w in client.get("/api/v1/groups/1/words?per_page=2").json()["items"]}
+    listed = client.get(f"/api/v1/study-sessions/{session['id']}/reviews").json()
+
+    assert read.status_code == 200
+    counts = read.json()
+    assert (counts["review_items_count"], counts["correct_count"], counts["wrong_count"]) == (1, 1, 0)
+    assert (other_counts["review_items_count"], other_counts["correct_count"]) == (1, 1)
+    assert (words[1]["correct_count"], words[1]["wrong_count"]) == (1, 0)
+    assert (words[2]["correct_count"], words[2]["wrong_count"]) == (1, 0)
+    assert (listed["total"], [r["id"] for r in listed["items"]]) == (1, [ids[3]])
 
 
 def test_reviews_count_against_the_write_limit(settings: Settings, engine: Engine):
