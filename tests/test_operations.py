@@ -54,6 +54,17 @@ def test_readyz_is_a_503_problem_when_the_schema_is_behind(client: TestClient, e
     assert "revision 0001" in response.json()["detail"]
 
 
+def test_readyz_is_a_503_problem_when_the_schema_is_ahead_of_the_code(client: TestClient, engine: Engine):
+    with engine.begin() as conn:  # a newer release migrated the database, then this one was rolled back to
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+
+    response = client.get("/api/v1/readyz")
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert f"revision 9999; this code needs {migrate.HEAD}" in response.json()["detail"]
+
+
 def test_readyz_is_a_503_problem_when_the_database_cannot_be_reached(tmp_path: Path):
     (tmp_path / "a-file").write_text("")
     unreachable = Settings(database_url=f"sqlite:///{tmp_path}/a-file/study.db", db_timeout=0.2)
@@ -65,14 +76,17 @@ def test_readyz_is_a_503_problem_when_the_database_cannot_be_reached(tmp_path: P
     assert response.headers["retry-after"]
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of the sample `name{labels}` in Prometheus's text format; 0 where absent."""
+def metric(text: str, name: str, absent: float | None = None, **labels: str) -> float:
+    """The value of the sample `name{labels}` in Prometheus's text format; where there is none,
+    `absent` if given, else the test fails saying so."""
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         match = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
         if match and match[1] == name and ",".join(sorted((match[2] or "").split(","))) == wanted:
             return float(match[3])
-    return 0.0
+    if absent is None:
+        pytest.fail(f"no sample {name}{{{wanted}}} in the metrics:\n{text}")
+    return absent
 
 
 def test_metrics_count_requests_by_operation_and_status_and_time_them(client: TestClient):
@@ -90,7 +104,7 @@ def test_metrics_count_requests_by_operation_and_status_and_time_them(client: Te
     assert response.headers["content-type"].startswith("text/plain")
 
     def more(name: str, **labels: str) -> float:
-        return metric(after, name, **labels) - metric(before, name, **labels)
+        return metric(after, name, **labels) - metric(before, name, 0.0, **labels)  # new series start at 0
 
     assert more("http_requests_total", operation="create_study_session", status="201") == 1
     assert more("http_requests_total", operation="create_study_session", status="422") == 1
