@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -455,6 +456,27 @@ def test_the_list_is_newest_first_and_paged(client: TestClient):
     assert [s["id"] for s in second["items"]] == [20]
     assert (first["total"], first["total_pages"], second["page"]) == (3, 2, 2)
     assert past_the_end["items"] == [] and past_the_end["total"] == 3
+
+
+def test_pages_of_ten_come_newest_first_ties_by_id_none_repeated_or_missing(client: TestClient):
+    shuffled = random.Random(14)
+    tied = "2026-01-05T12:00:00Z"  # 25 sessions at one instant: only the ids order them
+    bodies = [{"id": id, "group_id": 1, "study_activity_id": 1, "created_at": tied} for id in range(200, 225)]
+    days = [1 + n % 9 for n in range(28)]  # 28 at shuffled times, some of them equal too
+    shuffled.shuffle(days)
+    bodies += [
+        {"id": id, "group_id": 2, "study_activity_id": 2, "created_at": f"2026-01-0{day}T08:00:00Z"}
+        for id, day in zip(range(300, 328), days, strict=True)
+    ]
+    shuffled.shuffle(bodies)  # stored in an order that is neither the ids' nor the times'
+    created = [post(client, "/api/v1", body).json() for body in bodies]
+    newest_first = [s["id"] for s in sorted(created, key=lambda s: (s["created_at"], s["id"]), reverse=True)]
+
+    pages = [client.get(f"/api/v1/study-sessions?per_page=10&page={page}").json() for page in range(1, 7)]
+
+    assert [len(page["items"]) for page in pages] == [10, 10, 10, 10, 10, 3]
+    assert {(page["total"], page["total_pages"]) for page in pages} == {(53, 6)}
+    assert [s["id"] for page in pages for s in page["items"]] == newest_first
 
 
 @pytest.mark.parametrize(
