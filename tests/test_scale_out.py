@@ -1,6 +1,6 @@
 """Many writers on one PostgreSQL database: two server processes (production's command), 48
 clients at once, directly and behind PgBouncer in transaction pooling mode; and a connection
-lost under a running service."""
+lost under a running service; and ids after a client-chosen one, as on SQLite."""
 
 from __future__ import annotations
 
@@ -117,3 +117,14 @@ def test_a_lost_connection_costs_a_write_one_503_and_a_read_nothing_then_heals(
     assert (write_after, read_met_it, read_after) == (201, 200, 200)
     engine.dispose()  # the cut took the test's own pooled connection too
     assert count_sessions(engine) == 1
+
+
+def test_after_a_client_chose_id_1000_the_next_idless_create_gets_1001(client: TestClient, engine: Engine):
+    body = {"group_id": 1, "study_activity_id": 1}
+    first = client.post("/api/v1/study-sessions", json=body)
+    chosen = client.post("/api/v1/study-sessions", json={**body, "id": 1000})
+    after = [client.post("/api/v1/study-sessions", json=body) for _ in range(2)]
+
+    assert (first.json()["id"], chosen.json()["id"]) == (1, 1000)
+    assert [a.json()["id"] for a in after] == [1001, 1002]
+    assert count_sessions(engine) == 4
