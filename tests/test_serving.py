@@ -23,12 +23,13 @@ from tests.test_operations import metric
 pytestmark = pytest.mark.live
 
 
-def test_several_workers_serve_and_their_metrics_are_summed(tmp_path: Path, database_url: str):
+def test_several_workers_serve_and_their_metrics_are_summed_even_after_one_is_killed(tmp_path: Path, database_url: str):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999.db").write_bytes(b"a worker of the last run")
     (metrics_dir / "notes.txt").write_text("not the service's")
-    with service(tmp_path, database_url, GUNICORN, WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as (url, _):
+    env = {"WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with service(tmp_path, database_url, GUNICORN, **env) as (url, server):
 
         def read_groups(_: int) -> int:
             # A new connection each time, so that both workers take some.
@@ -37,14 +38,37 @@ def test_several_workers_serve_and_their_metrics_are_summed(tmp_path: Path, data
         with ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(read_groups, range(200)))
         scrapes = [httpx.get(f"{url}/api/v1/metrics", headers={"Connection": "close"}).text for _ in range(6)]
+        served = {path.name for path in metrics_dir.glob("counter_*.db")}  # while they run
+
+        killed = min(processes(1, server.pid))
+        os.kill(killed, signal.SIGKILL)  # no hook of its own runs: the master's child_exit must tidy up
+        replacement = wait_for_replacement(server.pid, killed)
+        deadline = time.monotonic() + 30
+        while not (metrics_dir / f"counter_{replacement}.db").exists():  # until the new worker has served
+            assert time.monotonic() < deadline, "the replacement worker served nothing"
+            httpx.get(f"{url}/api/v1/healthz", headers={"Connection": "close"})
+        after_kill = [httpx.get(f"{url}/api/v1/metrics", headers={"Connection": "close"}).text for _ in range(6)]
 
     assert statuses == [200] * 200
     assert (metrics_dir / "notes.txt").exists(), "only the last run's metric files go at start"
-    served = {path.name for path in metrics_dir.glob("counter_*.db")}
     assert len(served) == 2, f"both workers should have served: {served}"
     for scrape in scrapes:  # whichever worker answers, it sums both
         assert metric(scrape, "http_requests_total", operation="list_groups", status="200") == 200
         assert metric(scrape, "db_connections_max") == 2 * 5
+    for scrape in after_kill:  # the killed worker's connections are gone, the counts it made stay
+        assert metric(scrape, "db_connections_max") == 2 * 5
+        assert metric(scrape, "http_requests_total", operation="list_groups", status="200") == 200
+
+
+def wait_for_replacement(master: int, gone: int) -> int:
+    """The worker gunicorn's `master` started in place of the worker `gone`."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workers = processes(1, master)
+        if len(workers) == 2 and gone not in workers:
+            return max(workers)  # pids rise, short of a wrap-around
+        time.sleep(0.1)
+    pytest.fail(f"no worker replaced {gone}")
 
 
 @contextmanager
@@ -111,12 +135,7 @@ def test_the_metrics_folder_it_makes_outlives_a_worker_and_goes_with_the_master(
         workers = sorted(processes(1, server.pid))
         assert len(workers) == 2
         os.kill(workers[0], signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until the master has put a new worker in its place
-            now = processes(1, server.pid)
-            if len(now) == 2 and workers[0] not in now:
-                break
-            time.sleep(0.2)
+        wait_for_replacement(server.pid, workers[0])
 
         assert folder.is_dir(), "a worker's exit removed the metrics folder"
         assert httpx.get(f"{url}/api/v1/groups").status_code == 200
