@@ -52,6 +52,7 @@ def test_several_workers_serve_and_their_metrics_are_summed_even_after_one_is_ki
     assert statuses == [200] * 200
     assert (metrics_dir / "notes.txt").exists(), "only the last run's metric files go at start"
     assert len(served) == 2, f"both workers should have served: {served}"
+    assert served <= {path.name for path in metrics_dir.glob("counter_*.db")}, "kept after exit, until the next start"
     for scrape in scrapes:  # whichever worker answers, it sums both
         assert metric(scrape, "http_requests_total", operation="list_groups", status="200") == 200
         assert metric(scrape, "db_connections_max") == 2 * 5
