@@ -98,3 +98,26 @@ def test_a_redis_outage_serves_unlimited_says_so_once_and_the_limits_come_back(t
     assert statuses[2][:19] == [200] * 19 and statuses[2][-5:] == [429] * 5
     assert log.count("rate limits suspended") == 1
     assert log.count("rate limits resumed") == 1
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize(
+    ("trusted", "expected"),
+    [
+        (None, {"203.0.113.1": [200, 200], "203.0.113.2": [200, 429]}),  # spoofed names share the address's quota
+        ("127.0.0.1", {"203.0.113.1": [200, 200], "203.0.113.2": [200, 200]}),  # the proxy names each client
+    ],
+)
+def test_forwarded_for_names_the_client_only_when_forwarded_allow_ips_trusts_the_proxy(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, trusted: str | None, expected: dict
+):
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)  # unset, as it is by default
+    env = {"RATE_LIMIT_READ": "3/minute", **({"FORWARDED_ALLOW_IPS": trusted} if trusted else {})}
+    with service(tmp_path, database_url, GUNICORN, WORKERS="1", **env) as (url, _):
+        statuses: dict[str, list[int]] = {name: [] for name in expected}
+        for name in expected:
+            for _ in range(2):
+                response = httpx.get(f"{url}/api/v1/groups", headers={"X-Forwarded-For": name})
+                statuses[name].append(response.status_code)
+
+    assert statuses == expected
