@@ -76,7 +76,7 @@ def test_readyz_is_a_503_problem_when_the_database_cannot_be_reached(tmp_path: P
     assert response.headers["retry-after"]
 
 
-def metric(text: str, name: str, absent: float | None = None, **labels: str) -> float:
+def metric(text: str, name: str, absent: float | None = None, /, **labels: str) -> float:
     """The value of the sample `name{labels}` in Prometheus's text format; where there is none,
     `absent` if given, else the test fails saying so."""
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
