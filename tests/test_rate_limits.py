@@ -36,7 +36,9 @@ def test_writes_past_the_limit_are_a_429_problem_with_retry_after_and_store_noth
     assert refused.headers["content-type"] == "application/problem+json"
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert re.fullmatch(r'"write";r=0;t=\d+', refused.headers["ratelimit"])
-    assert "write limit" in refused.json()["detail"]
+    assert re.fullmatch(
+        r"The write limit, 3 requests per 60 s, is used up: try again in \d+ s\.", refused.json()["detail"]
+    )
     assert count_sessions(engine) == 3
 
 
