@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import Engine
@@ -14,6 +16,7 @@ from starlette.testclient import TestClient
 
 from app import SPEC, create_app
 from edge.settings import Settings
+from tests.servers import service
 
 BUILT = Path(__file__).resolve().parent.parent / "build" / "docs" / "index.html"
 
@@ -66,3 +69,19 @@ def test_docs_that_are_not_built_are_a_404_problem_saying_how_to_build_them(
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert "./scripts/dev docs" in response.json()["detail"]
+
+
+@pytest.mark.live
+@pytest.mark.backends("sqlite")
+def test_dev_run_rebuilds_a_docs_site_older_than_the_spec_quietly(built_site: Path, tmp_path: Path):
+    hour_ago = SPEC.stat().st_mtime - 3600
+    os.utime(built_site, (hour_ago, hour_ago))
+
+    with service(tmp_path, f"sqlite:///{tmp_path}/study.db") as (url, _server):
+        page = httpx.get(f"{url}/docs")
+
+    assert built_site.stat().st_mtime > SPEC.stat().st_mtime
+    assert page.status_code == 200 and page.content == built_site.read_bytes()
+    (log,) = tmp_path.glob("server-*.log")
+    assert "build-docs" in log.read_text()
+    assert "is not expected here" not in log.read_text()  # a redocly.yaml with options it does not know
