@@ -10,10 +10,12 @@ from __future__ import annotations
 import io
 import logging
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from sqlalchemy import Engine, create_engine, func, make_url, select, text
 from starlette.testclient import TestClient
@@ -25,11 +27,17 @@ from edge.settings import Settings
 from storage import migrate
 from storage.engine import make_engine
 from storage.schema import study_sessions
+from tests.servers import ROOT
 
 BACKENDS = ("sqlite", "postgresql")
 TEST_API_KEY = "test-key-3f0c9b5e4a9e4c1e9d552f6f0e7a1b42"
 POSTGRESQL_URL = os.environ.get("TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEMPLATE = f"study_sessions_template_{os.getpid()}"
+
+# `./scripts/dev quick`, the inner loop, sets HYPOTHESIS_PROFILE=quick: every property and state
+# machine runs, on fewer generated examples. The suite (and CI) keeps Hypothesis's defaults.
+hypothesis.settings.register_profile("quick", max_examples=15, stateful_step_count=15)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,6 +78,21 @@ def postgresql_template() -> Iterator[str]:
     yield TEMPLATE
     drop_database(admin, TEMPLATE)
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def client_packages() -> Path:
+    """The folder where `./scripts/dev client` built the client packages (the wheel and, where
+    Node.js is present, the npm tarball), once per run; the generator must warn of nothing."""
+    result = subprocess.run(
+        [ROOT / "scripts" / "dev", "client"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # What the generator printed: from its command line to the next step's (pip may warn before it).
+    generator = output.split("openapi-python-client generate", 1)[1].split("\n==> ", 1)[0]
+    assert "warning" not in generator.lower(), output
+    return ROOT / "build" / "packages"
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
-// Run by tests/test_typescript_client.py under Node: openapi-fetch over the types generated from
-// openapi/openapi.yaml drives the live service through a study session's whole flow.
-import createClient from "openapi-fetch";
-import type { paths } from "../../build/clients/typescript/schema.js";
+// Run by tests/test_typescript_client.py under Node, in a fresh npm project where the built client
+// package (./scripts/dev client) is installed: it drives the live service through a study session's
+// whole flow.
+import createClient from "study-sessions-client";
 
 declare const process: { argv: string[]; exit(code: number): never };
 
 const [baseUrl, apiKey] = process.argv.slice(2);
-const client = createClient<paths>({ baseUrl, headers: { "X-API-Key": apiKey } });
+const client = createClient({ baseUrl, headers: { "X-API-Key": apiKey } });
 
 function check(holds: boolean, what: string, seen: unknown): void {
   if (!holds) {
@@ -41,5 +41,8 @@ const refused = await client.POST("/study-sessions/{id}/reviews", {
   body: { word_id: 12, correct: true },
 });
 check(refused.response.status === 422 && refused.error?.errors?.[0]?.pointer === "/word_id", "a problem", refused.error);
+
+const missing = await client.GET("/study-sessions/{id}", { params: { path: { id: 987654 } } });
+check(missing.response.status === 404 && missing.error?.status === 404, "a 404 problem", missing.error);
 
 console.log(JSON.stringify({ session: session.data, problem: refused.error }));
