@@ -9,7 +9,6 @@ import contextlib
 import gc
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import connexion
 import yaml
@@ -19,7 +18,7 @@ from connexion.options import SwaggerUIOptions
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
-from edge import metrics, problems, security
+from edge import files, metrics, problems, security
 from edge.connexion_internals import AsyncApp
 from edge.docs import docs_site
 from edge.logs import configure_logging, log
@@ -32,18 +31,20 @@ from edge.middleware import (
     RequestBody,
     RequestHead,
     RequestLog,
+    RootAliases,
     SecurityHeaders,
     StampRequestId,
+    root_paths,
 )
 from edge.rate_limits import RateLimits
 from edge.resolver import BoundResolver
-from edge.settings import Settings
+from edge.settings import Settings, settings_or_exit
+from edge.startup import prepare_database
 from edge.validation import VALIDATORS
-from storage import migrate
 from storage.database import Database
 from storage.engine import make_engine
 
-SPEC = Path(__file__).resolve().parent / "openapi" / "openapi.yaml"
+SPEC = files.SPEC
 BASE_PATHS = ("/api/v1", "/api")
 """Every operation is served under each; `/api` is the path the portal already calls."""
 
@@ -109,6 +110,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         max_age=600,
     )
     app.add_middleware(RequestHead, position=MiddlewarePosition.BEFORE_ROUTING)
+    app.add_middleware(
+        RootAliases, position=MiddlewarePosition.BEFORE_ROUTING, paths=root_paths(spec), base_path=BASE_PATHS[0]
+    )
     app.add_middleware(Clients, position=MiddlewarePosition.BEFORE_SECURITY, api_keys=settings.api_keys)
     app.add_middleware(
         RateLimit, position=MiddlewarePosition.BEFORE_SECURITY, limits=limits, exempt=security.platform_operations(spec)
@@ -126,10 +130,7 @@ def main() -> None:
     import uvicorn
 
     settings = _settings
-    engine = make_engine(settings.database_url, busy_timeout=settings.db_timeout)
-    migrate.upgrade(engine)
-    migrate.seed(engine)
-    engine.dispose()  # the service opens the database it was given, and makes none
+    prepare_database(settings)
     log.info("listening", extra={"url": f"http://{settings.host}:{settings.port}/api/v1/ui"})
     uvicorn.run(
         create_app(settings),
@@ -142,7 +143,7 @@ def main() -> None:
     )
 
 
-_settings = Settings.from_env()
+_settings = settings_or_exit()
 configure_logging(_settings.log_level)
 app = create_app(_settings)
 

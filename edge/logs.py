@@ -11,6 +11,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 log = logging.getLogger("study_sessions")
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access")
 
 
 def configure_logging(level: str, stream: IO[str] | None = None) -> None:
@@ -26,9 +27,18 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The servers' own loggers (uvicorn's and gunicorn's, which bring plain-text handlers of their
+    # own) and Python's warnings go through the same handler: one format from start to stop.
+    for name in SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        server_logger.handlers = []  # rebound, not emptied: uvicorn's worker shares gunicorn's list
+        server_logger.propagate = True
+    logging.captureWarnings(True)
     # Our access log replaces uvicorn's; connexion logs every 4xx it raises, which says it twice.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("connexion").setLevel(logging.ERROR)
+    # Alembic names each of its autogenerate plugins as it loads them, on every start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _stamp_request_id(record: logging.LogRecord) -> bool:

@@ -93,7 +93,7 @@ def unavailable(_request: ConnexionRequest, error: Unavailable) -> ConnexionResp
     if isinstance(error, SchemaOutOfDate):
         detail = f"{error} Run the migrations (python app.py, or the gunicorn command, does)."
     else:
-        detail = "The database is unavailable or busy; nothing was stored. Try again shortly."
+        detail = f"The database is unavailable ({error.cause}); nothing was stored. Try again shortly."
     return _problem(503, "Service Unavailable", detail, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
@@ -104,6 +104,9 @@ def problem_exception(request: ConnexionRequest, error: ProblemException) -> Con
     if error.status == 400 and not (error.ext or {}).get("errors"):
         error.ext = {**(error.ext or {}), "errors": [{"detail": short(str(error.detail)), "pointer": ""}]}
     error.detail = short(str(error.detail))
+    if error.status == 415 and str(error.detail).startswith("Invalid Content-type"):  # Connexion's words
+        media_type = request.headers.get("content-type", "")
+        error.detail = short(f"The body is {media_type}; this operation takes application/json.")
     if error.status == 401:  # Connexion's security check: missing key, or not one of API_KEYS
         return _problem(
             401,

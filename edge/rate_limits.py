@@ -19,9 +19,10 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from edge.settings import OFF
+
 log = logging.getLogger(__name__)
 
-OFF = ("", "off", "none", "0")
 REDIS_TIMEOUT = 0.25
 """Seconds a request waits for Redis before it is served unlimited."""
 RETRY_REDIS_AFTER = 5.0
@@ -86,7 +87,7 @@ class RateLimits:
 
     def describe(self, kind: str) -> str:
         item = self.items[kind]
-        return f"{item.amount} a {item.get_expiry()} s window"
+        return f"{item.amount} request{'s' if item.amount != 1 else ''} per {item.get_expiry()} s"
 
     def _failed(self, error: Exception) -> None:
         now = time.monotonic()

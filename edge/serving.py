@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 
 from uvicorn_worker import UvicornWorker
 
-from edge.settings import Settings
+from edge.settings import settings_or_exit
 
-settings = Settings.from_env()
+settings = settings_or_exit()
 PR_SET_PDEATHSIG = 1
 """Linux's prctl option: the signal a process gets when its parent dies."""
 
@@ -44,6 +44,7 @@ keepalive = 5
 forwarded_allow_ips = settings.forwarded_allow_ips or ""
 accesslog = None  # the service logs each request itself, as JSON
 errorlog = "-"
+logger_class = "edge.gunicorn_logs.JsonLogger"  # gunicorn's own lines as JSON too
 loglevel = settings.log_level.lower()
 
 
@@ -53,8 +54,11 @@ from it, must not)."""
 
 
 def on_starting(_server: Any) -> None:
-    """In the master, before any worker: a clean metrics folder, then the database brought up to
-    date (once, however many workers start)."""
+    """In the master, before any worker: the database brought up to date (once, however many
+    workers start), then a clean metrics folder."""
+    from edge.startup import prepare_database
+
+    prepare_database(settings)  # first: a start that fails here leaves nothing behind
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     folder = given or tempfile.mkdtemp(prefix="study-sessions-metrics-")
     os.makedirs(folder, exist_ok=True)
@@ -63,14 +67,6 @@ def on_starting(_server: Any) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     if not given:
         _made.append(folder)
-
-    from storage import migrate
-    from storage.engine import make_engine
-
-    engine = make_engine(settings.database_url, busy_timeout=settings.db_timeout)
-    migrate.upgrade(engine)
-    migrate.seed(engine)
-    engine.dispose()
 
 
 def post_fork(_server: Any, _worker: Any) -> None:

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
+from limits import parse as parse_limit
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from edge import files
+
 DEFAULT_CORS_ORIGINS = (
     "http://localhost:3000,http://127.0.0.1:3000,http://localhost:5173,http://127.0.0.1:5173,"
     "http://localhost:8080,http://127.0.0.1:8080"
 )
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+OFF = ("", "off", "none", "0")
+"""What turns a rate limit off (edge.rate_limits reads the same)."""
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s,]+", re.IGNORECASE)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -24,7 +40,7 @@ class Settings:
     log_level: str = "INFO"
     db_timeout: float = 5.0
     validate_responses: bool = False
-    docs_dir: Path = ROOT / "build" / "docs"
+    docs_dir: Path = files.DOCS_DIR
     db_pool_size: int = 5
     workers: int = 2
     worker_timeout: float = 30.0
@@ -37,42 +53,177 @@ class Settings:
     forwarded_allow_ips: str = ""
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        return cls(
-            database_url=env.get("DATABASE_URL", cls.database_url),
-            host=env.get("HOST", cls.host),
-            port=int(env.get("PORT", cls.port)),
-            cors_origins=tuple(
-                o.strip() for o in env.get("CORS_ORIGINS", DEFAULT_CORS_ORIGINS).split(",") if o.strip()
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings the environment gives; `BadSettings` names every variable that is wrong."""
+        read = _Reader(os.environ if env is None else env)
+        settings = cls(
+            database_url=read(
+                "DATABASE_URL", cls.database_url, _database_url, show=lambda url: repr(without_password(url))
             ),
-            log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
-            db_timeout=float(env.get("DB_TIMEOUT", cls.db_timeout)),
-            validate_responses=flag(env, "VALIDATE_RESPONSES"),
-            db_pool_size=int(env.get("DB_POOL_SIZE", cls.db_pool_size)),
-            workers=int(env.get("WORKERS", cls.workers)),
-            worker_timeout=float(env.get("WORKER_TIMEOUT", cls.worker_timeout)),
-            graceful_timeout=float(env.get("GRACEFUL_TIMEOUT", cls.graceful_timeout)),
-            api_keys=api_key_digests(env.get("API_KEYS", "")),
-            reads_need_api_key=flag(env, "READS_NEED_API_KEY"),
-            rate_limit_write=env.get("RATE_LIMIT_WRITE", cls.rate_limit_write),
-            rate_limit_read=env.get("RATE_LIMIT_READ", cls.rate_limit_read),
-            redis_url=env.get("REDIS_URL", cls.redis_url),
-            forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", cls.forwarded_allow_ips),
+            host=read("HOST", cls.host, _non_empty),
+            port=read("PORT", str(cls.port), _whole(1, 65535)),
+            cors_origins=read("CORS_ORIGINS", DEFAULT_CORS_ORIGINS, _origins),
+            log_level=read("LOG_LEVEL", cls.log_level, _log_level),
+            db_timeout=read("DB_TIMEOUT", str(cls.db_timeout), _seconds(minimum=0.001)),
+            validate_responses=read("VALIDATE_RESPONSES", "", _switch),
+            db_pool_size=read("DB_POOL_SIZE", str(cls.db_pool_size), _whole(1, 1000)),
+            workers=read("WORKERS", str(cls.workers), _whole(1, 1000)),
+            worker_timeout=read("WORKER_TIMEOUT", str(cls.worker_timeout), _seconds(minimum=1)),
+            graceful_timeout=read("GRACEFUL_TIMEOUT", str(cls.graceful_timeout), _seconds(minimum=0)),
+            api_keys=read("API_KEYS", "", api_key_digests, secret=True),
+            reads_need_api_key=read("READS_NEED_API_KEY", "", _switch),
+            rate_limit_write=read("RATE_LIMIT_WRITE", cls.rate_limit_write, _rate_limit),
+            rate_limit_read=read("RATE_LIMIT_READ", cls.rate_limit_read, _rate_limit),
+            redis_url=read("REDIS_URL", cls.redis_url, _redis_url, show=lambda url: repr(without_password(url))),
+            forwarded_allow_ips=read("FORWARDED_ALLOW_IPS", cls.forwarded_allow_ips, _addresses),
         )
+        if read.problems:
+            raise BadSettings(read.problems)
+        return settings
 
 
-ON = ("1", "true", "yes", "on")
-OFF = ("", "0", "false", "no", "off")
+class BadSettings(ValueError):
+    """Settings the service cannot start with: one line per variable, naming it, its value and
+    what it takes."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
-def flag(env: dict[str, str], name: str) -> bool:
-    """The switch `name`: on for ON, off for OFF or unset (in any case); ValueError for any other
-    value, so that a misspelt switch (a security one among them) stops the service."""
-    value = env.get(name, "").strip().lower()
-    if value not in ON + OFF:
-        raise ValueError(f"{name} is {env[name]!r}: give 1, true, yes or on, or 0, false, no or off")
-    return value in ON
+def settings_or_exit() -> Settings:
+    """The environment's settings; where any is wrong, one JSON log line each on stderr, then exit 2."""
+    try:
+        return Settings.from_env()
+    except BadSettings as error:
+        from edge.logs import configure_logging, log
+
+        configure_logging("INFO")
+        for problem in error.problems:
+            log.critical(problem)
+        raise SystemExit(2) from None
+
+
+class _Reader:
+    """Reads variables, each through its parser; a value a parser refuses is kept in `problems`
+    (and its default used meanwhile, so that every wrong variable is named at once)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def __call__(
+        self,
+        name: str,
+        default: str,
+        parse: Callable[[str], T],
+        *,
+        secret: bool = False,
+        show: Callable[[str], str] = repr,
+    ) -> T:
+        text = self.env.get(name, default)
+        try:
+            return parse(text)
+        except ValueError as error:
+            shown = "(not shown: it may hold a secret)" if secret else show(text)
+            self.problems.append(f"{name} is {shown}: it takes {error}.")
+            return parse(default)
+
+
+def without_password(url: str) -> str:
+    """`url` with any password in it starred out, to be shown or logged."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("a value that is not empty")
+    return text.strip()
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise ValueError(f"a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _seconds(minimum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= minimum):
+            raise ValueError(f"a number of seconds, {minimum:g} or more (such as 5 or 0.5)")
+        return value
+
+    return parse
+
+
+def _switch(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("1 (or true, yes, on) or 0 (or false, no, off, or unset)")
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _database_url(text: str) -> str:
+    try:
+        backend = make_url(text.strip()).get_backend_name()
+    except ArgumentError:
+        backend = ""
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError("an SQLAlchemy URL of SQLite or PostgreSQL (sqlite:///path or postgresql+psycopg://...)")
+    return text.strip()
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in text.split(",") if o.strip())
+    if not all(o == "*" or _ORIGIN.fullmatch(o) for o in origins):
+        raise ValueError("comma-separated origins, each scheme://host[:port] with no path (or *)")
+    return origins
+
+
+def _rate_limit(text: str) -> str:
+    if text.strip().lower() not in OFF:
+        try:
+            parse_limit(text)
+        except ValueError:
+            raise ValueError("a rate in the limits notation (30/minute, 5/second, 1000/hour) or off") from None
+    return text
+
+
+def _redis_url(text: str) -> str:
+    if text and not text.startswith(("redis://", "rediss://", "unix://", "async+redis://", "async+rediss://")):
+        raise ValueError("a Redis URL (redis://host:6379/0, rediss://..., unix://...) or nothing")
+    return text
+
+
+def _addresses(text: str) -> str:
+    for address in (a.strip() for a in text.split(",") if a.strip()):
+        if address == "*":
+            continue
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ValueError("comma-separated IP addresses or networks (10.0.0.1, 10.0.0.0/8), or *") from None
+    return text
 
 
 def api_key_digests(text: str) -> frozenset[str]:
@@ -80,5 +231,5 @@ def api_key_digests(text: str) -> frozenset[str]:
     digests = frozenset(d.strip().lower() for d in text.split(",") if d.strip())
     wrong = [d for d in digests if len(d) != 64 or any(c not in "0123456789abcdef" for c in d)]
     if wrong:
-        raise ValueError(f"API_KEYS holds {len(wrong)} value(s) that are not SHA-256 hex digests (64 hex digits)")
+        raise ValueError(f"SHA-256 hex digests (64 hex digits each), comma-separated; {len(wrong)} value(s) are not")
     return digests

@@ -70,7 +70,8 @@ class Database:
 
         def run() -> T:
             if time.monotonic() - queued > self.timeout:
-                raise Unavailable(f"no database thread came free in {self.timeout} s")
+                busy = "it is busy: no database thread came free in time"
+                raise Unavailable(f"no database thread came free in {self.timeout} s", cause=busy)
             self._count(+1)
             try:
                 return transact()

@@ -117,25 +117,26 @@ def outages_as_unavailable() -> Iterator[None]:
     try:
         yield
     except exc.TimeoutError as error:  # no pooled connection came free in time
-        raise Unavailable(str(error)) from error
+        raise Unavailable(str(error), cause="it is busy: no connection came free in time") from error
     except exc.DBAPIError as error:
         if not _is_outage(error):
             raise
-        raise Unavailable(str(error.orig)) from error
+        raise Unavailable(str(error.orig), cause=_cause(error)) from error
 
 
 # SQLite's primary result codes that mean "the database cannot serve now", as opposed to a
 # mistake in the schema or the SQL (SQLITE_ERROR: "no such table", a syntax error), which is a bug.
+# Each with the cause a client reads in the 503 (the log has the driver's own words, path included).
 _SQLITE_OUTAGES = {
-    5: "SQLITE_BUSY",
-    6: "SQLITE_LOCKED",
-    7: "SQLITE_NOMEM",
-    8: "SQLITE_READONLY",
-    10: "SQLITE_IOERR",
-    13: "SQLITE_FULL",
-    14: "SQLITE_CANTOPEN",
-    15: "SQLITE_PROTOCOL",
-    26: "SQLITE_NOTADB",  # the file at the path is not (or no longer) a database
+    5: "it is busy: locked by another writer",  # SQLITE_BUSY
+    6: "it is busy: a table is locked",  # SQLITE_LOCKED
+    7: "it ran out of memory",  # SQLITE_NOMEM
+    8: "its file is read-only",  # SQLITE_READONLY
+    10: "its file cannot be read or written (an I/O error)",  # SQLITE_IOERR
+    13: "its disk is full",  # SQLITE_FULL
+    14: "its file cannot be opened",  # SQLITE_CANTOPEN
+    15: "it is busy: a locking protocol error",  # SQLITE_PROTOCOL
+    26: "its file is not a database",  # SQLITE_NOTADB: the file at the path is not (or no longer) one
 }
 
 
@@ -146,3 +147,12 @@ def _is_outage(error: exc.DBAPIError) -> bool:
     if isinstance(error.orig, sqlite3.Error):
         return (getattr(error.orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_OUTAGES
     return isinstance(error, exc.OperationalError | exc.InterfaceError)
+
+
+def _cause(error: exc.DBAPIError) -> str:
+    """The kind of outage, in words that name no path, host or user."""
+    if isinstance(error.orig, sqlite3.Error):
+        return _SQLITE_OUTAGES[getattr(error.orig, "sqlite_errorcode", 0) & 0xFF]
+    if type(error.orig).__name__ == "QueryCanceled":  # psycopg: the statement timeout (DB_TIMEOUT)
+        return "it did not answer within DB_TIMEOUT"
+    return "its server cannot be reached, or the connection to it was lost"

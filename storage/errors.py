@@ -38,7 +38,12 @@ class Unprocessable(StorageError):
 
 
 class Unavailable(StorageError):
-    """The database cannot be reached, or stayed locked past the busy timeout."""
+    """The database cannot be reached, or stayed locked past the busy timeout; `cause` says which
+    kind of fault in a few words a client may read (never a path or a host)."""
+
+    def __init__(self, message: str, cause: str = "it cannot be reached") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class SchemaOutOfDate(Unavailable):

@@ -31,8 +31,6 @@ from tests.servers import ROOT
 
 BACKENDS = ("sqlite", "postgresql")
 TEST_API_KEY = "test-key-3f0c9b5e4a9e4c1e9d552f6f0e7a1b42"
-# What schemathesis.toml hands Schemathesis as the ApiKey scheme's key, in process and in the CLI.
-os.environ.setdefault("STUDY_SESSIONS_API_KEY", TEST_API_KEY)
 POSTGRESQL_URL = os.environ.get("TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEMPLATE = f"study_sessions_template_{os.getpid()}"
 

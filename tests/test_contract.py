@@ -16,14 +16,20 @@ from app import BASE_PATHS, create_app
 from edge.settings import Settings
 from storage import study_sessions as stored
 from storage.schema import idempotency_keys, review_counts, review_items, study_sessions, word_review_counts
+from tests.conftest import TEST_API_KEY
 from tests.planted.lossy_service import losing_get
 
-CONFIG = SchemathesisConfig.from_path(Path(__file__).resolve().parent.parent / "schemathesis.toml")
+PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "schemathesis.toml"
+# The project's settings, and the key of the service these tests start with API_KEYS set.
+CONFIG = SchemathesisConfig.from_str(
+    f'{PROJECT_CONFIG.read_text()}\n[auth.openapi.ApiKey]\napi_key = "{TEST_API_KEY}"\n',
+    base_dir=str(PROJECT_CONFIG.parent),
+)
 
 
 @pytest.fixture(params=BASE_PATHS)
 def api_schema(request: pytest.FixtureRequest, keyed_settings: Settings, engine: Engine):
-    # With API keys, as production runs; schemathesis.toml hands Schemathesis the key.
+    # With API keys, as production runs; CONFIG hands Schemathesis the key.
     service = create_app(keyed_settings, engine)
     return schemathesis.openapi.from_asgi(f"{request.param}/openapi.json", service, config=CONFIG)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import Engine
@@ -14,6 +17,7 @@ from starlette.testclient import TestClient
 
 from app import SPEC, create_app
 from edge.settings import Settings
+from tests.servers import ROOT, service
 
 BUILT = Path(__file__).resolve().parent.parent / "build" / "docs" / "index.html"
 
@@ -66,3 +70,40 @@ def test_docs_that_are_not_built_are_a_404_problem_saying_how_to_build_them(
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert "./scripts/dev docs" in response.json()["detail"]
+
+
+PROJECT_FILES = ("app.py", "edge", "handlers", "storage", "openapi", "scripts", "redocly.yaml", "setup.cfg",
+                 "pyproject.toml", "constraints.txt", "package.json", "package-lock.json")  # fmt: skip
+
+
+@pytest.mark.live
+@pytest.mark.backends("sqlite")
+def test_dev_run_rebuilds_a_docs_site_older_than_the_spec_quietly(built_site: Path, tmp_path: Path):
+    # A copy of the project (its installs shared), so that tests running beside this one never
+    # see the docs site out of date, nor half rebuilt.
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in PROJECT_FILES:
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(ROOT / name, project / name)
+    for installed in (".venv", "node_modules"):
+        (project / installed).symlink_to(ROOT / installed)
+    # The shared install must be current first: the copy would otherwise redo it, pointing the
+    # editable install at itself.
+    dev = SourceFileLoader("dev", str(ROOT / "scripts" / "dev")).load_module()
+    dev.ensure_python("")
+    site = project / "build" / "docs" / "index.html"
+    site.parent.mkdir(parents=True)
+    shutil.copy2(built_site, site)
+    hour_ago = (project / "openapi" / "openapi.yaml").stat().st_mtime - 3600
+    os.utime(site, (hour_ago, hour_ago))
+
+    dev_run = (project / "scripts" / "dev", "run")
+    with service(tmp_path, f"sqlite:///{tmp_path}/study.db", dev_run) as (url, _server):
+        page = httpx.get(f"{url}/docs")
+
+    assert site.stat().st_mtime > (project / "openapi" / "openapi.yaml").stat().st_mtime
+    assert page.status_code == 200 and page.content == site.read_bytes()
+    (log,) = tmp_path.glob("server-*.log")
+    assert "build-docs" in log.read_text()
+    assert "is not expected here" not in log.read_text()  # a redocly.yaml with options it does not know

@@ -74,6 +74,9 @@ def test_readyz_is_a_503_problem_when_the_database_cannot_be_reached(tmp_path: P
 
     assert response.status_code == 503
     assert response.headers["retry-after"]
+    # The cause's kind, which the log states with the path; the client gets no path.
+    assert "its file cannot be opened" in response.json()["detail"]
+    assert str(tmp_path) not in response.text
 
 
 def metric(text: str, name: str, absent: float | None = None, /, **labels: str) -> float:
@@ -131,3 +134,32 @@ def test_the_operations_endpoints_take_get_only(client: TestClient, path: str):
 
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, HEAD"
+
+
+def test_the_platform_endpoints_answer_at_the_root_as_under_the_base_path_and_are_never_rate_limited(
+    settings: Settings, engine: Engine
+):
+    one_read_a_minute = Settings(**{**settings.__dict__, "rate_limit_read": "1/minute"})
+
+    with TestClient(create_app(one_read_a_minute, engine), raise_server_exceptions=False) as client:
+        at_root = {path: [client.get(path) for _ in range(3)] for path in ("/healthz", "/readyz", "/metrics")}
+        under_base = client.get("/api/v1/readyz")
+        not_allowed = client.post("/healthz")
+
+    for path, answers in at_root.items():
+        assert [a.status_code for a in answers] == [200, 200, 200], path
+        assert all("ratelimit" not in a.headers for a in answers), path
+    assert at_root["/healthz"][0].json() == {"status": "ok"}
+    assert at_root["/readyz"][0].json() == under_base.json() == {"status": "ready", "database_revision": migrate.HEAD}
+    assert metric(at_root["/metrics"][2].text, "http_requests_total", operation="get_readiness", status="200") >= 3
+    assert not_allowed.status_code == 405
+    assert set(not_allowed.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+def test_the_root_platform_endpoints_are_documented_once_by_a_mark_on_their_operations(client: TestClient):
+    served = client.get("/api/v1/openapi.json").json()
+
+    marked = sorted(path for path, item in served["paths"].items() if item["get"].get("x-also-served-at-root"))
+    assert marked == ["/healthz", "/metrics", "/readyz"]
+    assert client.get("/healthz/").status_code == 404
+    assert client.get("/groups").status_code == 404  # only the marked paths are at the root

@@ -151,7 +151,8 @@ def test_malformed_bodies_are_400_never_500(client: TestClient, engine: Engine, 
 def test_a_body_that_is_not_json_is_415(client: TestClient, engine: Engine, content_type: str):
     response = client.post("/api/v1/study-sessions", content=b'{"group_id": 1}', headers={"content-type": content_type})
 
-    assert_problem(response, 415)
+    problem = assert_problem(response, 415)
+    assert problem["detail"] == f"The body is {content_type}; this operation takes application/json."
     assert count_sessions(engine) == 0
 
 

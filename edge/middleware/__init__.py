@@ -7,6 +7,7 @@ from edge.middleware.hardening import SecurityHeaders
 from edge.middleware.idempotency import IdempotencyKey
 from edge.middleware.metrics import Metrics
 from edge.middleware.paths import RequestHead
+from edge.middleware.platform import RootAliases, root_paths
 from edge.middleware.rate_limit import RateLimit
 from edge.middleware.request_log import RequestLog, StampRequestId
 
@@ -20,6 +21,8 @@ __all__ = [
     "RequestBody",
     "RequestHead",
     "RequestLog",
+    "RootAliases",
     "SecurityHeaders",
     "StampRequestId",
+    "root_paths",
 ]
