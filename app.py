@@ -35,6 +35,7 @@ from edge.middleware import (
     SecurityHeaders,
     StampRequestId,
 )
+from edge.protocol import protocol_class
 from edge.rate_limits import RateLimits
 from edge.resolver import BoundResolver
 from edge.settings import Settings
@@ -139,6 +140,7 @@ def main() -> None:
         server_header=False,  # no banner naming the server and its version
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        http=protocol_class(settings.max_connections),  # bounded heads, head timeout, connections
     )
 
 

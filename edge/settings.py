@@ -35,6 +35,7 @@ class Settings:
     rate_limit_read: str = "1200/minute"
     redis_url: str = ""
     forwarded_allow_ips: str = ""
+    max_connections: int = 1000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -59,6 +60,7 @@ class Settings:
             rate_limit_read=env.get("RATE_LIMIT_READ", cls.rate_limit_read),
             redis_url=env.get("REDIS_URL", cls.redis_url),
             forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", cls.forwarded_allow_ips),
+            max_connections=int(env.get("MAX_CONNECTIONS", cls.max_connections)),
         )
 
 
