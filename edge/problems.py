@@ -91,7 +91,7 @@ def in_progress(_request: ConnexionRequest, error: InProgress) -> ConnexionRespo
 
 
 def unavailable(_request: ConnexionRequest, error: Unavailable) -> ConnexionResponse:
-    log.warning("database unavailable", extra={"error": str(error)})
+    log.warning("database unavailable", extra={"error": short(str(error))})
     if isinstance(error, SchemaOutOfDate):
         detail = f"{error} Run the migrations (python app.py, or the gunicorn command, does)."
     else:

@@ -28,6 +28,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from edge import metrics
 from edge.logs import log
 from edge.middleware.paths import MAX_HEADER_BYTES
+from edge.middleware.request_log import logged
 
 UVICORN_VERSION = "0.54.0"
 """The version this module was written for and tested with."""
@@ -56,7 +57,6 @@ RESERVED_FILES = 64
 """Open files kept back from MAX_CONNECTIONS for the database, logs, metrics and the listener."""
 WARN_EVERY = 60.0
 """Seconds between two log lines about connections closed at the bound."""
-MAX_LOGGED_CHARS = 1000
 
 
 class Refused(Exception):
@@ -187,7 +187,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             "request",
             extra={
                 "method": _method(self.parser),
-                "path": _cut(getattr(self, "url", b"").decode("latin-1")),
+                "path": logged(getattr(self, "url", b"").decode("latin-1")),
                 "status": refused.status,
                 "duration_ms": round((time.perf_counter() - self._head_began) * 1000, 3),
                 "request_id": request_id,
@@ -212,10 +212,6 @@ def _method(parser: Any) -> str:
         return str(parser.get_method().decode("ascii"))
     except Exception:  # noqa: BLE001 - the parser may not have got as far as the method
         return "-"
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_LOGGED_CHARS else text[: MAX_LOGGED_CHARS - 3] + "..."
 
 
 def raise_open_files_limit() -> int:

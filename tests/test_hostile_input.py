@@ -242,6 +242,15 @@ def test_log_lines_cannot_be_forged_through_what_a_client_controls(client: TestC
     assert any("\n" in r["path"] for r in records if r["message"] == "request")  # kept, escaped
 
 
+def test_a_logged_path_is_cut_to_1000_characters(client: TestClient, json_logs: io.StringIO):
+    client.get("/api/v1/" + "x" * 64000)
+    client.get("/api/v1/study-sessions/" + "1" * 5000)
+
+    paths = [json.loads(line)["path"] for line in json_logs.getvalue().splitlines() if '"request"' in line]
+    assert [len(path) for path in paths] == [1000, 1000]
+    assert all(path.endswith("...") for path in paths)
+
+
 @pytest.mark.live
 @pytest.mark.backends("sqlite")
 def test_over_a_real_socket_malformed_http_is_refused_and_the_next_request_served(

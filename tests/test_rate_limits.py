@@ -63,10 +63,19 @@ def test_the_platform_endpoints_and_the_docs_are_not_limited(settings: Settings,
     with TestClient(create_app(limited(settings, read="1/minute"), engine), raise_server_exceptions=False) as client:
         statuses = {
             path: [client.get(path).status_code for _ in range(3)]
-            for path in ("/api/v1/healthz", "/api/v1/readyz", "/api/v1/openapi.json")
+            for path in ("/api/v1/healthz", "/api/v1/readyz", "/api/v1/openapi.json", "/docs")
         }
 
     assert all(codes == [200, 200, 200] for codes in statuses.values()), statuses
+
+
+def test_requests_that_match_no_operation_count_against_the_address_read_quota(settings: Settings, engine: Engine):
+    with TestClient(create_app(limited(settings, read="3/minute"), engine), raise_server_exceptions=False) as client:
+        answers = [client.get("/api/v1/" + "x" * 64000) for _ in range(3)]
+        answers += [client.post("/api/nowhere"), client.get("/api/v1/groups")]
+
+    assert [a.status_code for a in answers] == [404, 404, 404, 429, 429]
+    assert answers[-2].headers["ratelimit-policy"] == '"read";q=3;w=60'
 
 
 def test_each_api_key_has_its_own_quota_and_a_bad_key_counts_against_the_address(
