@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
 from edge import metrics, problems, security
-from edge.connexion_internals import AsyncApp
+from edge.connexion_internals import ApiKeys, AsyncApp
 from edge.docs import docs_site
 from edge.logs import configure_logging, log
 from edge.middleware import (
@@ -87,6 +87,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
             strict_validation=True,
             validate_responses=settings.validate_responses,
             validator_map=VALIDATORS,
+            security_map={"apiKey": ApiKeys},
             swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui", spec_path="/openapi.json"),
         )
     app.add_url_rule("/docs", "docs", docs_site(settings.docs_dir), methods=["GET", "HEAD"])

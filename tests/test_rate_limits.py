@@ -9,6 +9,7 @@ import socket
 import time
 
 import pytest
+from limits import WindowStats
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
@@ -164,3 +165,18 @@ def test_a_redis_that_accepts_but_never_answers_costs_one_request_a_quarter_seco
 
     assert allowed == [True, True, True] and later.allowed
     assert took < 0.6, f"three requests waited {took:.2f} s for a silent Redis"
+
+
+def test_a_window_just_hit_reports_its_whole_length_not_0(monkeypatch: pytest.MonkeyPatch):
+    # What `limits` computes on Redis when the key's time to live is read within the millisecond
+    # it was set (2 windows, modulo the window): a reset time of now. Timing alone shows it there.
+    limits = RateLimits(write="5/minute", read="off")
+
+    async def stats_as_redis_gives_them(item: object, *identifiers: str) -> WindowStats:
+        return WindowStats(time.time(), 4)
+
+    monkeypatch.setattr(limits.limiter, "get_window_stats", stats_as_redis_gives_them)
+
+    decision = asyncio.run(limits.hit("write", "address:10.0.0.1"))
+
+    assert decision.headers["RateLimit"] == '"write";r=4;t=60'
