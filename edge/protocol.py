@@ -71,6 +71,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the bounds above; `protocol_class` sets MAX_CONNECTIONS."""
 
     max_connections: ClassVar[int] = 1000
+    open_files_limit: ClassVar[int | None] = None  # set where it lowered max_connections
+    _told: ClassVar[bool] = False
     _closed_at_bound: ClassVar[int] = 0
     _warned_at: ClassVar[float] = -WARN_EVERY
 
@@ -81,6 +83,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_began = time.perf_counter()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if not BoundedHttpToolsProtocol._told:  # in the serving process, once its log is set up
+            BoundedHttpToolsProtocol._told = True
+            if self.open_files_limit is not None:
+                log.warning(
+                    "MAX_CONNECTIONS lowered to fit the open-files limit",
+                    extra={"max_connections": self.max_connections, "open_files_limit": self.open_files_limit},
+                )
         full = len(self.connections) >= self.max_connections
         super().connection_made(transport)
         if full:
@@ -230,11 +239,8 @@ def protocol_class(max_connections: int) -> type[BoundedHttpToolsProtocol]:
     """The protocol for uvicorn's `http` setting, at most `max_connections` open connections a
     process (fewer where the open-files limit, raised as far as it goes, leaves no room)."""
     soft = raise_open_files_limit()
-    bound = max_connections
-    if soft != resource.RLIM_INFINITY and soft - RESERVED_FILES < bound:
-        bound = max(1, soft - RESERVED_FILES)
-        log.warning(
-            "MAX_CONNECTIONS lowered to fit the open-files limit",
-            extra={"max_connections": bound, "open_files_limit": soft},
-        )
-    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"max_connections": bound})
+    attributes: dict[str, Any] = {"max_connections": max_connections}
+    if soft != resource.RLIM_INFINITY and soft - RESERVED_FILES < max_connections:
+        # Said in the log at the first connection: gunicorn reads this before any log is set up.
+        attributes = {"max_connections": max(1, soft - RESERVED_FILES), "open_files_limit": soft}
+    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), attributes)

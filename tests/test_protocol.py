@@ -199,3 +199,26 @@ def test_the_servers_own_answers_to_malformed_http_are_problems_logged_and_count
     logged = [(r["status"], r["request_id"]) for r in log if r["message"] == "request" and r["status"] >= 400]
     assert sorted(logged) == sorted((status, headers["x-request-id"]) for status, headers, _ in answers.values())
     assert all(len(r.get("path", "")) <= 1000 for r in log)
+
+
+@pytest.mark.live
+@pytest.mark.backends("sqlite")
+def test_at_an_open_files_limit_of_128_idle_connections_cannot_shut_new_clients_out(
+    tmp_path: Path, database_url: str, command: tuple[str | Path, ...]
+):
+    limited = ("prlimit", "--nofile=128:128", *command)  # prlimit execs the command
+    with served(tmp_path, database_url, limited) as (port, _), ExitStack() as stack:
+        idle = []
+        with suppress(OSError):
+            for _ in range(120):  # what exhausted the files of the stock server
+                idle.append(stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=1)))
+        time.sleep(HEAD_TIMEOUT + 1)
+        after = httpx.get(f"http://127.0.0.1:{port}/api/v1/healthz", timeout=10)
+        log = [
+            json.loads(line) for line in next(tmp_path.glob("server-*.log")).read_text().splitlines() if line[:1] == "{"
+        ]
+
+    assert after.status_code == 200
+    lowered = [r for r in log if r["message"] == "MAX_CONNECTIONS lowered to fit the open-files limit"]
+    assert lowered and lowered[0]["max_connections"] == 128 - 64
+    assert len([r for r in log if r["message"].startswith("connection limit reached")]) == 1
