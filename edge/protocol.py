@@ -105,6 +105,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # uvicorn's own, with its answers to malformed HTTP and our refusals made problems.
         self._unset_keepalive_if_required()
+        # A head that begins inside this chunk (after a request before it) counts from the next.
+        counting = self._head_bytes is not None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -119,7 +121,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 refused = Refused(400, "Bad Request", f"The request is not valid HTTP/1.1: {error}.")
             self._refuse(refused)
             return
-        if self._head_bytes is not None and not self.transport.is_closing():
+        if counting and self._head_bytes is not None and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(
@@ -188,7 +190,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             (b"connection", b"close"),
         ]
         head += [b"%s: %s\r\n" % header for header in headers]
-        if not self.transport.is_closing():
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if answering:  # a pipelined request's refusal must not cut into the answer before it
+            self.transport.close()
+        elif not self.transport.is_closing():
             self.transport.write(b"".join([*head, b"\r\n", body]))
             self.transport.close()
         self._head_bytes = None

@@ -222,3 +222,27 @@ def test_at_an_open_files_limit_of_128_idle_connections_cannot_shut_new_clients_
     lowered = [r for r in log if r["message"] == "MAX_CONNECTIONS lowered to fit the open-files limit"]
     assert lowered and lowered[0]["max_connections"] == 128 - 64
     assert len([r for r in log if r["message"].startswith("connection limit reached")]) == 1
+
+
+@pytest.mark.live
+@pytest.mark.backends("sqlite")
+def test_keep_alive_and_pipelined_requests_are_served_as_before(
+    tmp_path: Path, database_url: str, command: tuple[str | Path, ...]
+):
+    get = b"GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with (
+        served(tmp_path, database_url, command) as (port, _),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        sock.sendall(get + get)  # pipelined: two requests in one write
+        answers = b""
+        while answers.count(b"HTTP/1.1 200") < 2:
+            answers += sock.recv(65536)
+        time.sleep(2)  # idle between requests, within the keep-alive time
+        sock.sendall(get[:-2])
+        time.sleep(1)  # a head in two parts, well within HEAD_TIMEOUT
+        sock.sendall(b"Connection: close\r\n\r\n")
+        last = read_all(sock)
+
+    assert answers.count(b"HTTP/1.1 200") == 2
+    assert last.startswith(b"HTTP/1.1 200")
