@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
 from edge import files, metrics, problems, security
-from edge.connexion_internals import AsyncApp
+from edge.connexion_internals import ApiKeys, AsyncApp
 from edge.docs import docs_site
 from edge.logs import configure_logging, log
 from edge.middleware import (
@@ -36,6 +36,7 @@ from edge.middleware import (
     StampRequestId,
     root_paths,
 )
+from edge.protocol import protocol_class
 from edge.rate_limits import RateLimits
 from edge.resolver import BoundResolver
 from edge.settings import Settings, settings_or_exit
@@ -87,6 +88,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
             strict_validation=True,
             validate_responses=settings.validate_responses,
             validator_map=VALIDATORS,
+            security_map={"apiKey": ApiKeys},
             swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui", spec_path="/openapi.json"),
         )
     app.add_url_rule("/docs", "docs", docs_site(settings.docs_dir), methods=["GET", "HEAD"])
@@ -140,6 +142,7 @@ def main() -> None:
         server_header=False,  # no banner naming the server and its version
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        http=protocol_class(settings.max_connections),  # bounded heads, head timeout, connections
     )
 
 

@@ -7,7 +7,10 @@ parameter and response decorators anew (its `AsyncOperation.fn`, a property, and
 `ASGIDecorator.__call__`), inspecting the handler's signature each time, and its request
 validation builds a URI parser and every validator anew (`RequestValidationOperation.__call__`).
 `AsyncApp` here does that work once per operation; what is validated, and what a handler
-receives and returns, is unchanged."""
+receives and returns, is unchanged.
+
+`ApiKeys` is Connexion's API key check calling edge.security.api_key_info, which Connexion
+otherwise finds by name in the spec (`x-apikeyInfoFunc`): the spec served names no server code."""
 
 from __future__ import annotations
 
@@ -27,7 +30,10 @@ from connexion.middleware.request_validation import (
     RequestValidationOperation,
 )
 from connexion.operations import AbstractOperation
+from connexion.security import ApiKeySecurityHandler
 from starlette.types import Receive, Scope, Send
+
+from edge.security import api_key_info
 
 CONNEXION_VERSION = "3.3.0"
 """The version this module was written for and tested with."""
@@ -46,6 +52,8 @@ RELIED_ON = {
     "connexion.apps.abstract.AbstractApp.__call__": "ec746ddd9e417b78",
     "connexion.middleware.main.ConnexionMiddleware.add_middleware": "9227158b3050452a",
     "connexion.middleware.main.ConnexionMiddleware._build_middleware_stack": "87c580cd81e68e94",
+    "connexion.security.ApiKeySecurityHandler.get_fn": "5255053c04eddc03",
+    "connexion.security.AbstractSecurityHandler._resolve_func": "d6f6e16398e41bc2",
 }
 """What this module copies or replaces in Connexion, by the first 16 hex digits of the SHA-256
 of its source in CONNEXION_VERSION: a change there means this module must be read again."""
@@ -160,3 +168,10 @@ class AsyncApp(connexion.AsyncApp):
             stack[stack.index(RequestValidationMiddleware)] = _RequestValidation
             self._validation_swapped = True
         await self.middleware(scope, receive, send)
+
+
+class ApiKeys(ApiKeySecurityHandler):
+    """Connexion's `apiKey` handler (`security_map`), checking keys with edge.security.api_key_info."""
+
+    def _resolve_func(self, security_scheme: Any) -> Callable[..., Any]:
+        return api_key_info

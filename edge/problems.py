@@ -30,6 +30,8 @@ def short(text: str) -> str:
 MAX_ERRORS = 100
 """The most violations a problem lists (the spec's maxItems); its `detail` still counts them all."""
 MAX_POINTER = 1000
+MAX_ID_DIGITS = 19
+"""The digits of the largest id, 2**63 - 1."""
 MAX_PARAMETER = 100
 
 
@@ -89,7 +91,7 @@ def in_progress(_request: ConnexionRequest, error: InProgress) -> ConnexionRespo
 
 
 def unavailable(_request: ConnexionRequest, error: Unavailable) -> ConnexionResponse:
-    log.warning("database unavailable", extra={"error": str(error)})
+    log.warning("database unavailable", extra={"error": short(str(error))})
     if isinstance(error, SchemaOutOfDate):
         detail = f"{error} Run the migrations (python app.py, or the gunicorn command, does)."
     else:
@@ -148,7 +150,11 @@ class RoutingErrors:
         if request.method not in methods:
             return _not_allowed(request.method, ", ".join(methods))
         # Every path parameter is a whole number: name those that are not.
-        values = [(k, v) for k, v in match.groupdict().items() if not (v.isascii() and v.isdigit())]
+        values = [
+            (k, v)
+            for k, v in match.groupdict().items()
+            if not (v.isascii() and v.isdigit() and len(v) <= MAX_ID_DIGITS)
+        ]
         values = values or list(match.groupdict().items())
         errors = [{"detail": short(f"{v!r} is not a valid {k}."), "parameter": k} for k, v in values]
         return invalid_parameters(errors).to_problem()

@@ -78,7 +78,11 @@ class RateLimits:
             self._failed(error)
             return Decision(True, {})
         self._recovered()
-        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        # A window just hit ends a whole window from now; `limits` computes its end from the key's
+        # time to live modulo the window, which is 0 when Redis answers within the same millisecond.
+        reset = math.ceil(stats.reset_time - time.time())
+        if reset <= 0:
+            reset = item.get_expiry()
         headers = {
             "RateLimit-Policy": f'"{kind}";q={item.amount};w={item.get_expiry()}',
             "RateLimit": f'"{kind}";r={stats.remaining};t={reset}',

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from uvicorn_worker import UvicornWorker
 
+from edge.protocol import protocol_class
 from edge.settings import settings_or_exit
 
 settings = settings_or_exit()
@@ -29,9 +30,14 @@ PR_SET_PDEATHSIG = 1
 
 
 class Worker(UvicornWorker):
-    """uvicorn's gunicorn worker, without the `server` header that names it and its version."""
+    """uvicorn's gunicorn worker, without the `server` header that names it and its version, on
+    the bounded HTTP protocol of edge.protocol."""
 
-    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {**UvicornWorker.CONFIG_KWARGS, "server_header": False}
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "server_header": False,
+        "http": protocol_class(settings.max_connections),
+    }
 
 
 bind = f"{settings.host}:{settings.port}"
@@ -46,6 +52,9 @@ accesslog = None  # the service logs each request itself, as JSON
 errorlog = "-"
 logger_class = "edge.gunicorn_logs.JsonLogger"  # gunicorn's own lines as JSON too
 loglevel = settings.log_level.lower()
+# gunicorn's control socket is one path per user by default, which a second instance takes over
+# and the first to exit deletes; the service uses none.
+control_socket_disable = True
 
 
 _made: list[str] = []

@@ -51,6 +51,7 @@ class Settings:
     rate_limit_read: str = "1200/minute"
     redis_url: str = ""
     forwarded_allow_ips: str = ""
+    max_connections: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +77,7 @@ class Settings:
             rate_limit_read=read("RATE_LIMIT_READ", cls.rate_limit_read, _rate_limit),
             redis_url=read("REDIS_URL", cls.redis_url, _redis_url, show=lambda url: repr(without_password(url))),
             forwarded_allow_ips=read("FORWARDED_ALLOW_IPS", cls.forwarded_allow_ips, _addresses),
+            max_connections=read("MAX_CONNECTIONS", str(cls.max_connections), _whole(1, 1_000_000)),
         )
         if read.problems:
             raise BadSettings(read.problems)

@@ -68,8 +68,13 @@ def _configure_postgresql(engine: Engine, timeout: float) -> None:
         # Bounds a statement that waits for a lock or runs long. Behind PgBouncer in transaction
         # mode a session setting may land on another server connection: set PgBouncer's own
         # query_timeout there (docs/scaling.md).
+        # The session in UTC, whatever the server's or the database's time zone: a zone west of
+        # UTC turns the oldest instants into year 0, which psycopg cannot read. PgBouncer tracks
+        # TimeZone per client and sets it on every server connection it lends (it refuses the
+        # `options` startup parameter, so it is set here, not at connect time).
         with dbapi_connection.cursor() as cursor:
             cursor.execute(f"SET statement_timeout = {int(timeout * 1000)}")
+            cursor.execute("SET TIME ZONE 'UTC'")
         dbapi_connection.commit()
 
 

@@ -15,6 +15,9 @@ from storage.schema import groups, review_counts, study_activities, study_sessio
 
 MAX_CLOCK_SKEW = timedelta(seconds=300)
 """How far ahead of the server's clock a client's `created_at` may be."""
+OLDEST = datetime(1, 1, 2, tzinfo=UTC)
+"""The oldest `created_at` taken: a day after the oldest datetime, so that a session in any time
+zone (offsets are under a day) can still read it back, with or without the UTC pin."""
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,16 @@ def _from_row(row: Any) -> StudySession:
 
 def parse_created_at(text: str, *, now: datetime) -> datetime:
     """`text`, an RFC 3339 date-time, as an aware UTC datetime; `Unprocessable` if no datetime
-    can hold it or it is more than MAX_CLOCK_SKEW after `now`."""
+    can hold it, it is before OLDEST, or it is more than MAX_CLOCK_SKEW after `now`."""
     try:
         # RFC 3339 allows a lower-case "t" and "z"; fromisoformat does not.
         instant = datetime.fromisoformat(text.upper()).astimezone(UTC)
     except (ValueError, OverflowError):
         raise Unprocessable([Violation("/created_at", f"{text!r} is not an instant this service can store.")]) from None
+    if instant < OLDEST:
+        raise Unprocessable(
+            [Violation("/created_at", f"{text!r} is before 0001-01-02T00:00:00Z, the oldest instant taken.")]
+        )
     if instant > now + MAX_CLOCK_SKEW:
         raise Unprocessable(
             [Violation("/created_at", f"{text!r} is more than {MAX_CLOCK_SKEW.seconds} seconds in the future.")]

@@ -122,3 +122,11 @@ def test_every_digest_is_compared():
     digests = frozenset({digest("a"), digest("b"), digest("c")})
 
     assert [accepted(key, digests) for key in ("a", "b", "c", "d")] == [digest("a"), digest("b"), digest("c"), None]
+
+
+def test_the_served_spec_names_no_server_code(keyed_client: TestClient):
+    served = [keyed_client.get(f"{base}/openapi.json") for base in ("/api/v1", "/api")]
+
+    assert [r.status_code for r in served] == [200, 200]
+    assert all("x-apikeyInfoFunc" not in r.text and "edge." not in r.text for r in served)
+    assert served[0].json()["components"]["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"

@@ -14,10 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 from starlette.testclient import TestClient
 
 from app import create_app
 from edge.settings import Settings
+from storage.engine import make_engine
 from tests.conftest import count_sessions
 from tests.servers import GUNICORN, pgbouncer, service
 
@@ -128,3 +130,26 @@ def test_after_a_client_chose_id_1000_the_next_idless_create_gets_1001(client: T
     assert (first.json()["id"], chosen.json()["id"]) == (1, 1000)
     assert [a.json()["id"] for a in after] == [1001, 1002]
     assert count_sessions(engine) == 4
+
+
+@pytest.mark.backends("postgresql")
+def test_behind_pgbouncer_every_transaction_of_the_service_is_in_utc(tmp_path: Path, database_url: str):
+    # One server connection shared by the service and a client that never pinned its zone, on a
+    # database whose time zone is west of UTC: PgBouncer sets each client's zone as it lends it.
+    name = database_url.rsplit("/", 1)[1]
+    admin = create_engine(database_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone = 'America/New_York'"))
+    admin.dispose()
+    with pgbouncer(tmp_path, database_url, pool_size=1) as url:
+        service_engine = make_engine(url, pool_size=1)
+        other = create_engine(url, poolclass=NullPool)
+        zones = []
+        for _ in range(3):
+            for engine in (service_engine, other):
+                with engine.begin() as conn:
+                    zones.append(conn.execute(text("SHOW timezone")).scalar_one())
+        service_engine.dispose()
+        other.dispose()
+
+    assert zones == ["UTC", "America/New_York"] * 3

@@ -145,3 +145,21 @@ def test_the_metrics_folder_it_makes_outlives_a_worker_and_goes_with_the_master(
         server.wait(timeout=60)
 
     assert not folder.exists()
+
+
+@pytest.mark.backends("sqlite")
+def test_two_instances_of_one_user_share_no_control_socket(tmp_path: Path, database_url: str):
+    # gunicorn's default control socket is one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn):
+    # a second instance would take it over, and the first to exit delete it.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(home), "WORKERS": "1"}
+    with (
+        service(tmp_path, database_url, GUNICORN, **env) as (first, _),
+        service(tmp_path, database_url, GUNICORN, **env) as (second, _),
+    ):
+        answers = [httpx.get(f"{url}/api/v1/healthz").status_code for url in (first, second)]
+        sockets = [path for path in home.rglob("*") if path.is_socket()]
+
+    assert answers == [200, 200]
+    assert sockets == []

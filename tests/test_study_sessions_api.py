@@ -9,14 +9,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 from starlette.types import Message
 
 from app import create_app
 from edge.middleware import MAX_BODY_BYTES
 from edge.settings import Settings
-from tests.conftest import count_sessions
+from storage.engine import make_engine
+from tests.conftest import admin_engine, count_sessions
 
 PROBLEM = "application/problem+json"
 MAX_ID = 2**63 - 1
@@ -656,3 +657,37 @@ def test_a_file_that_is_not_a_database_is_a_503(settings: Settings, engine: Engi
 
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         assert_problem(client.get("/api/v1/groups"), 503)
+
+
+def test_on_a_database_west_of_utc_what_is_taken_reads_back_and_older_is_422(
+    settings: Settings, engine: Engine, backend: str
+):
+    if backend == "postgresql":  # this test's own database only
+        name = engine.url.database
+        with admin_engine().connect() as conn:
+            conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone = 'America/New_York'"))
+    oldest = {"group_id": 1, "study_activity_id": 1, "created_at": "0001-01-02T00:00:00Z"}
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        too_old = post(client, "/api/v1", {**oldest, "created_at": "0001-01-01T23:59:59Z"})
+        taken = post(client, "/api/v1", oldest)
+        one = client.get(taken.headers["location"])
+        page = client.get("/api/v1/study-sessions?per_page=100")
+
+    assert_problem(too_old, 422)
+    assert taken.status_code == 201
+    assert one.status_code == page.status_code == 200
+    assert one.json()["created_at"] == "0001-01-02T00:00:00Z"
+    assert page.json()["items"][-1]["created_at"] == "0001-01-02T00:00:00Z"
+    if backend == "postgresql":  # the service's own connections are pinned to UTC
+        fresh = make_engine(settings.database_url)
+        with fresh.connect() as conn:
+            assert conn.execute(text("SHOW timezone")).scalar_one() == "UTC"
+        fresh.dispose()
+
+
+def test_a_leap_second_is_a_422_not_a_400(client: TestClient, engine: Engine):
+    response = post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1, "created_at": "2016-12-31T23:59:60Z"})
+
+    problem = assert_problem(response, 422)
+    assert pointers(problem) == {"/created_at"}
+    assert count_sessions(engine) == 0

@@ -116,9 +116,11 @@ def conninfo(url: str) -> str:
 
 def connect(url: str, *, autocommit: bool = False) -> Connection:
     """A connection set up as storage/engine.py sets up the service's: its TCP timeouts, no
-    server-side prepared statements (prepare_threshold None) and its statement timeout."""
+    server-side prepared statements (prepare_threshold None), its statement timeout and its time
+    zone, UTC."""
     conn = psycopg.connect(conninfo(url), autocommit=autocommit, **CONNECT_ARGS)
     conn.execute(STATEMENT_TIMEOUT)
+    conn.execute("SET TIME ZONE 'UTC'")
     conn.commit()
     return conn
 

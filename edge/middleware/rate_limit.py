@@ -12,12 +12,15 @@ from edge.middleware.request_log import response_headers
 from edge.rate_limits import RateLimits
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
+DOCS = "/docs"
+"""The docs site, a page of its own (Swagger UI and the spec are answered before routing)."""
 
 
 class RateLimit(HTTPMiddleware):
-    """After routing (it limits operations of the API, not the docs, not `exempt` ones) and the
-    client's naming (`edge.middleware.clients`); a 429 problem past the quota. The RateLimit
-    headers go on every answer of a limited operation, errors included."""
+    """After routing and the client's naming (`edge.middleware.clients`); a 429 problem past the
+    quota. Every operation but the `exempt` ones is limited, and a request that matches no
+    operation (a 404, a 405; not the docs) counts as a read, so that unknown paths cost a quota too.
+    The RateLimit headers go on every limited answer, errors included."""
 
     def __init__(self, app: Any, *, limits: RateLimits, exempt: frozenset[str]) -> None:
         super().__init__(app)
@@ -27,10 +30,10 @@ class RateLimit(HTTPMiddleware):
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         extensions = scope.get("extensions", {})
         operation_id = extensions.get("connexion_routing", {}).get("operation_id")
-        if operation_id is None or operation_id.rsplit(".", 1)[-1] in self.exempt:
+        if (operation_id.rsplit(".", 1)[-1] in self.exempt) if operation_id else scope["path"] == DOCS:
             await self.app(scope, receive, send)
             return
-        kind = "write" if scope["method"] in WRITES else "read"
+        kind = "write" if operation_id is not None and scope["method"] in WRITES else "read"
         decision = await self.limits.hit(kind, extensions["connexion_context"]["client"])
         response_headers(scope).update(decision.headers)
         if not decision.allowed:

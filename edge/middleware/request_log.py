@@ -14,6 +14,13 @@ from edge.middleware.base import CLIENT_GONE, FAILED, HTTPMiddleware
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 RESPONSE_HEADERS = "study_sessions.response_headers"
+MAX_LOGGED_CHARS = 1000
+"""The most of a client-supplied field (a path) a log line carries."""
+
+
+def logged(text: str) -> str:
+    """`text`, a field a client chose, cut to MAX_LOGGED_CHARS for the log."""
+    return text if len(text) <= MAX_LOGGED_CHARS else text[: MAX_LOGGED_CHARS - 3] + "..."
 
 
 class RequestLog(HTTPMiddleware):
@@ -45,8 +52,8 @@ class RequestLog(HTTPMiddleware):
             log.info(
                 "request",
                 extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
+                    "method": logged(scope["method"]),
+                    "path": logged(scope["path"]),
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                 },
