@@ -187,12 +187,14 @@ def _log_level(text: str) -> str:
 
 def _database_url(text: str) -> str:
     try:
-        backend = make_url(text.strip()).get_backend_name()
+        url = make_url(text.strip())
     except ArgumentError:
-        backend = ""
-    if backend not in ("sqlite", "postgresql"):
+        url = None
+    if url is not None and url.drivername == "postgresql":  # SQLAlchemy's default is psycopg2, not ours
+        url = url.set(drivername="postgresql+psycopg")
+    if url is None or url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
         raise ValueError("an SQLAlchemy URL of SQLite or PostgreSQL (sqlite:///path or postgresql+psycopg://...)")
-    return text.strip()
+    return text.strip() if url.drivername != "postgresql+psycopg" else url.render_as_string(hide_password=False)
 
 
 def _origins(text: str) -> tuple[str, ...]:
@@ -211,9 +213,13 @@ def _rate_limit(text: str) -> str:
     return text
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
+"""What the `limits` library reaches Redis by (each also with its `async+` prefix)."""
+
+
 def _redis_url(text: str) -> str:
-    if text and not text.startswith(("redis://", "rediss://", "unix://", "async+redis://", "async+rediss://")):
-        raise ValueError("a Redis URL (redis://host:6379/0, rediss://..., unix://...) or nothing")
+    if text and not text.removeprefix("async+").startswith(REDIS_SCHEMES):
+        raise ValueError("a Redis URL (redis://host:6379/0, rediss://..., redis+unix:///path) or nothing")
     return text
 
 

@@ -15,6 +15,8 @@ import yaml
 
 from tests.servers import BIN, ROOT
 
+pytestmark = pytest.mark.slow  # each test runs the gate, Optic's Node.js start included: seconds
+
 RELEASED = ROOT / "openapi" / "released"
 SPEC = ROOT / "openapi" / "openapi.yaml"
 Spec = dict[str, Any]

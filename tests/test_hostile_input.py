@@ -95,13 +95,15 @@ ID_PATHS = [
 
 
 @pytest.mark.parametrize(("method", "path"), ID_PATHS)
+@pytest.mark.parametrize("sign", ["", "-", "+", "%2D"])
 def test_an_id_of_5000_digits_is_a_400_naming_it_counted_and_never_a_traceback(
-    client: TestClient, json_logs: io.StringIO, base: str, method: str, path: str
+    client: TestClient, json_logs: io.StringIO, base: str, method: str, path: str, sign: str
 ):
     name = "review_id" if path.endswith("{n}") and "reviews/" in path else "id"
     before = metrics.REQUESTS.labels(metrics.UNROUTED, "400")._value.get()
 
-    response = client.request(method, base + path.format(n="7" * 5000), json={"word_id": 1, "correct": True})
+    id_ = sign + "7" * 5000  # routing's int converter takes a sign too
+    response = client.request(method, base + path.format(n=id_), json={"word_id": 1, "correct": True})
 
     problem = assert_problem(response, 400)
     assert [e["parameter"] for e in problem["errors"]] == [name]

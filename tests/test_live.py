@@ -18,18 +18,16 @@ from edge.security import digest
 from tests.conftest import TEST_API_KEY
 from tests.servers import BIN, DEV_RUN, ROOT, service
 
-REPORTS = ROOT / "build" / "reports"
-
 pytestmark = pytest.mark.live
 
 
-def test_dev_fuzz_runs_the_schemathesis_cli_on_both_base_paths_and_finds_no_failure(database_url: str):
+def test_dev_fuzz_runs_the_schemathesis_cli_on_both_base_paths_and_finds_no_failure(tmp_path: Path, database_url: str):
     """`./scripts/dev fuzz` (README): the service with API keys, as production runs, and without
     rate limits; every default check and phase and ours, with the seed of schemathesis.toml."""
     result = subprocess.run(
         [ROOT / "scripts" / "dev", "fuzz"],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url},
+        env={**os.environ, "DATABASE_URL": database_url, "FUZZ_REPORTS": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=1800,
@@ -39,7 +37,7 @@ def test_dev_fuzz_runs_the_schemathesis_cli_on_both_base_paths_and_finds_no_fail
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert result.stdout.count("Seed: 20261127") == len(BASE_PATHS)
     for base in BASE_PATHS:
-        report = (REPORTS / f"fuzz{base.replace('/', '-')}.xml").read_text()
+        report = (tmp_path / f"fuzz{base.replace('/', '-')}.xml").read_text()
         assert 'failures="0"' in report and 'errors="0"' in report
 
 

@@ -46,6 +46,7 @@ def test_every_setting_the_readme_lists_is_read_from_the_environment():
         "RATE_LIMIT_READ": ("off", "rate_limit_read", "off"),
         "REDIS_URL": ("redis://r:6379/0", "redis_url", "redis://r:6379/0"),
         "FORWARDED_ALLOW_IPS": ("10.0.0.1", "forwarded_allow_ips", "10.0.0.1"),
+        "MAX_CONNECTIONS": ("64", "max_connections", 64),
     }
     # The one the service does not read itself: edge/serving.py hands it to prometheus_client.
     assert readme_settings() == {*given, "PROMETHEUS_MULTIPROC_DIR"}
@@ -82,3 +83,17 @@ def test_a_started_service_reads_reads_need_api_key_from_its_environment(tmp_pat
 
     assert without.status_code == 401 and without.headers["www-authenticate"] == 'ApiKey header="X-API-Key"'
     assert keyed.status_code == 200
+
+
+def test_a_postgresql_url_without_a_driver_is_served_by_psycopg():
+    # SQLAlchemy's default for postgresql:// is psycopg2, which the service does not install.
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://u:p@db:5432/s"})
+
+    assert settings.database_url == "postgresql+psycopg://u:p@db:5432/s"
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://r:6379/0", "rediss://r:6380/0", "redis+unix:///run/redis.sock", "async+redis://r:6379"]
+)
+def test_every_redis_url_the_limits_library_reaches_is_taken(url: str):
+    assert Settings.from_env({"REDIS_URL": url}).redis_url == url

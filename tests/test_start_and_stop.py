@@ -94,17 +94,20 @@ BAD = [
     ("WORKER_TIMEOUT", "-1", "a number of seconds"),
     ("GRACEFUL_TIMEOUT", "x", "a number of seconds"),
     ("DATABASE_URL", "mysql://db/study", "an SQLAlchemy URL of SQLite or PostgreSQL"),
+    ("DATABASE_URL", "postgresql+psycopg2://db/study", "an SQLAlchemy URL of SQLite or PostgreSQL"),
     ("HOST", " ", "a value that is not empty"),
     ("CORS_ORIGINS", "localhost:3000", "comma-separated origins"),
     ("VALIDATE_RESPONSES", "maybe", "1 (or true, yes, on) or 0"),
     ("READS_NEED_API_KEY", "sure", "1 (or true, yes, on) or 0"),
     ("RATE_LIMIT_READ", "10/fortnight", "a rate in the limits notation"),
     ("REDIS_URL", "http://cache:6379", "a Redis URL"),
+    ("REDIS_URL", "unix:///run/redis.sock", "a Redis URL"),
+    ("MAX_CONNECTIONS", "many", "a whole number from 1"),
     ("FORWARDED_ALLOW_IPS", "the-proxy", "comma-separated IP addresses or networks"),
 ]
 
 
-@pytest.mark.parametrize(("name", "value", "takes"), BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(("name", "value", "takes"), BAD, ids=[f"{b[0]}={b[1]}" for b in BAD])
 def test_each_bad_setting_is_named_with_its_value_and_what_it_takes(name: str, value: str, takes: str):
     with pytest.raises(BadSettings) as raised:
         Settings.from_env({name: value})

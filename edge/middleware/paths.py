@@ -42,8 +42,15 @@ class RequestHead(HTTPMiddleware):
         if query.count(b"&") >= MAX_QUERY_PARAMETERS:
             detail = f"The query has more than {MAX_QUERY_PARAMETERS} parameters."
             raise invalid(detail, [{"detail": detail, "pointer": ""}])
-        if any(len(part) > MAX_INT_DIGITS and part.isdigit() for part in scope["path"].split("/")):
+        if any(_too_many_digits(part) for part in scope["path"].split("/")):
             raise HTTPException(404)
         if len(scope["path"]) > 1 and scope["path"].endswith("/"):
             raise ProblemException(status=404, title="Not Found", detail="Nothing is at this path.")
         await self.app(scope, receive, send)
+
+
+def _too_many_digits(part: str) -> bool:
+    """Whether `part` is a whole number, signed or not (as routing's int converter takes them),
+    of more digits than any id has."""
+    digits = part[1:] if part[:1] in ("-", "+") else part
+    return len(digits) > MAX_INT_DIGITS and digits.isascii() and digits.isdigit()
