@@ -633,3 +633,16 @@ def test_a_file_that_is_not_a_database_is_a_503(settings: Settings, engine: Engi
 
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         assert_problem(client.get("/api/v1/groups"), 503)
+
+
+def test_a_refused_cors_preflight_is_a_bad_request_problem_that_keeps_the_cors_headers(client: TestClient):
+    # Caches must see Vary (the same URL is allowed for another origin), and the browser the methods.
+    refused = client.options(
+        "/api/v1/study-sessions",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+
+    assert assert_problem(refused, 400)["title"] == "Bad Request"
+    assert "Origin" in refused.headers["vary"]
+    assert "POST" in refused.headers["access-control-allow-methods"]
+    assert "access-control-allow-origin" not in refused.headers
