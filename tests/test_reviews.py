@@ -295,3 +295,22 @@ def test_a_path_parameter_that_is_not_a_number_is_a_400_naming_it_alone(client: 
 
     assert response.status_code == 400
     assert [e["parameter"] for e in response.json()["errors"]] == named
+
+
+def test_an_unknown_review_of_a_known_session_is_a_404_naming_both(client: TestClient):
+    session = new_session(client)
+
+    missing = client.get(f"/api/v1/study-sessions/{session['id']}/reviews/424242")
+
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == f"Study session {session['id']} has no review item with id 424242."
+
+
+def test_a_session_without_reviews_lists_an_empty_page_of_a_total_of_zero(client: TestClient):
+    session = new_session(client)
+
+    listed = client.get(f"/api/v1/study-sessions/{session['id']}/reviews")
+
+    assert listed.status_code == 200
+    body = listed.json()
+    assert (body["items"], body["total"], body["total_pages"]) == ([], 0, 0)

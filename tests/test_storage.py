@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -98,6 +100,32 @@ def test_get_of_a_missing_id_raises_not_found(engine: Engine):
 )
 def test_parse_created_at_gives_utc(text: str, expected: datetime):
     assert study_sessions.parse_created_at(text, now=NOW) == expected
+
+
+@pytest.fixture
+def server_in_tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC+9 for the test."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_parse_created_at_gives_utc_whatever_the_servers_time_zone(server_in_tokyo: None):
+    parsed = study_sessions.parse_created_at("2026-11-27T13:30:00+01:30", now=NOW)
+
+    assert (parsed, parsed.utcoffset()) == (NOW, timedelta(0))
+
+
+def test_a_stored_instant_reads_back_in_utc_whatever_the_time_zones(engine: Engine, server_in_tokyo: None):
+    with transaction(engine, write=True) as conn:
+        if conn.dialect.name == "postgresql":  # psycopg reads timestamptz in the session's zone
+            conn.execute(text("SET LOCAL TIME ZONE 'America/New_York'"))
+        created = study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW)
+        read = study_sessions.get(conn, created.id).created_at
+
+    assert (read, read.utcoffset()) == (NOW, timedelta(0))
 
 
 @pytest.mark.parametrize("text", ["2026-11-27T12:05:01Z", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])

@@ -692,3 +692,29 @@ def test_a_leap_second_is_a_422_not_a_400(client: TestClient, engine: Engine):
     problem = assert_problem(response, 422)
     assert pointers(problem) == {"/created_at"}
     assert count_sessions(engine) == 0
+
+
+def test_a_refused_cors_preflight_is_a_bad_request_problem_that_keeps_the_cors_headers(client: TestClient):
+    # Caches must see Vary (the same URL is allowed for another origin), and the browser the methods.
+    refused = client.options(
+        "/api/v1/study-sessions",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+
+    assert assert_problem(refused, 400)["title"] == "Bad Request"
+    assert "Origin" in refused.headers["vary"]
+    assert "POST" in refused.headers["access-control-allow-methods"]
+    assert "access-control-allow-origin" not in refused.headers
+
+
+def test_a_duplicate_id_with_an_unknown_group_is_still_the_409_with_the_existing_location(
+    client: TestClient, engine: Engine
+):
+    first = post(client, "/api/v1", {"id": 7, "group_id": 1, "study_activity_id": 1})
+
+    again = post(client, "/api/v1", {"id": 7, "group_id": 999, "study_activity_id": 1})
+
+    assert first.status_code == 201
+    assert assert_problem(again, 409)["detail"] == "Study session 7 already exists."
+    assert again.headers["location"] == "/api/v1/study-sessions/7"
+    assert count_sessions(engine) == 1
