@@ -98,6 +98,27 @@ def project_copy(folder: Path) -> Path:
     return project
 
 
+def chromium() -> str:
+    """Debian's chromium (./scripts/dev test installs it as root); skipped where absent, outside CI."""
+    found = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is needed in CI; ./scripts/dev test installs it where it can (as root)")
+        pytest.skip("chromium is not installed (./scripts/dev test installs it as root: apt-get install chromium)")
+    return found
+
+
+def playwright_sync_api() -> Any:
+    """playwright.sync_api (the test extra installs it); skipped where absent, outside CI."""
+    try:
+        import playwright.sync_api
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("playwright is needed in CI: it is in setup.cfg's test extra")
+        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+    return playwright.sync_api
+
+
 def pgbouncer_binary() -> str:
     """Debian's pgbouncer (./scripts/dev test installs it); skipped where absent, outside CI."""
     found = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
