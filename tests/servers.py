@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -61,16 +62,61 @@ def service(
                 server.wait(timeout=60)
 
 
-def wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+def wait_until_up(
+    url: str, server: subprocess.Popen[Any], log: Path | None = None, path: str = "/api/v1/readyz"
+) -> None:
+    """Returns once `url``path` answers 200; fails the test, with the end of `log` (or of the
+    server's stderr, where it was piped), if the server exits or takes over two minutes."""
     deadline = time.monotonic() + 120
     while server.poll() is None and time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/api/v1/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     server.kill()
-    pytest.fail(f"the service did not start: {log.read_text()[-3000:]}")
+    output = log.read_text() if log is not None else str(server.communicate(timeout=10))
+    pytest.fail(f"the service did not start: {output[-3000:]}")
+
+
+PROJECT_FILES = ("app.py", "edge", "handlers", "storage", "openapi", "scripts", "redocly.yaml", "setup.cfg",
+                 "pyproject.toml", "constraints.txt", "package.json", "package-lock.json", "README.md")  # fmt: skip
+"""What the project is made of: no build output, no installs."""
+
+
+def project_copy(folder: Path) -> Path:
+    """A copy of the project's files in `folder`/project, with the project's .venv and
+    node_modules linked in (shared, not copied)."""
+    project = folder / "project"
+    project.mkdir()
+    for name in PROJECT_FILES:
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(ROOT / name, project / name)
+    for installed in (".venv", "node_modules"):
+        (project / installed).symlink_to(ROOT / installed)
+    return project
+
+
+def chromium() -> str:
+    """Debian's chromium (./scripts/dev test installs it as root); skipped where absent, outside CI."""
+    found = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is needed in CI; ./scripts/dev test installs it where it can (as root)")
+        pytest.skip("chromium is not installed (./scripts/dev test installs it as root: apt-get install chromium)")
+    return found
+
+
+def playwright_sync_api() -> Any:
+    """playwright.sync_api (the test extra installs it); skipped where absent, outside CI."""
+    try:
+        import playwright.sync_api
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("playwright is needed in CI: it is in setup.cfg's test extra")
+        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+    return playwright.sync_api
 
 
 def pgbouncer_binary() -> str:

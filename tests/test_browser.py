@@ -9,7 +9,6 @@ import html
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -24,7 +23,7 @@ import httpx
 import pytest
 
 from edge.settings import DEFAULT_CORS_ORIGINS, Settings
-from tests.servers import service
+from tests.servers import chromium, service
 
 pytestmark = [pytest.mark.live, pytest.mark.backends("sqlite")]
 
@@ -126,16 +125,6 @@ def serving_page(port: int = 0) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
-
-
-def chromium() -> str:
-    """Debian's chromium (./scripts/dev test installs it as root); skipped where absent, outside CI."""
-    found = shutil.which("chromium")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is needed in CI; ./scripts/dev test installs it where it can (as root)")
-        pytest.skip("chromium is not installed (./scripts/dev test installs it as root: apt-get install chromium)")
-    return found
 
 
 def open_page(browser: str, origin: str, api: str, folder: Path) -> dict[str, Any]:

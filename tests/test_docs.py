@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from app import SPEC, create_app
 from edge.settings import Settings
-from tests.servers import ROOT, service
+from tests.servers import ROOT, project_copy, service
 
 BUILT = Path(__file__).resolve().parent.parent / "build" / "docs" / "index.html"
 
@@ -72,22 +72,12 @@ def test_docs_that_are_not_built_are_a_404_problem_saying_how_to_build_them(
     assert "./scripts/dev docs" in response.json()["detail"]
 
 
-PROJECT_FILES = ("app.py", "edge", "handlers", "storage", "openapi", "scripts", "redocly.yaml", "setup.cfg",
-                 "pyproject.toml", "constraints.txt", "package.json", "package-lock.json")  # fmt: skip
-
-
 @pytest.mark.live
 @pytest.mark.backends("sqlite")
 def test_dev_run_rebuilds_a_docs_site_older_than_the_spec_quietly(built_site: Path, tmp_path: Path):
     # A copy of the project (its installs shared), so that tests running beside this one never
     # see the docs site out of date, nor half rebuilt.
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in PROJECT_FILES:
-        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
-        copy(ROOT / name, project / name)
-    for installed in (".venv", "node_modules"):
-        (project / installed).symlink_to(ROOT / installed)
+    project = project_copy(tmp_path)
     # The shared install must be current first: the copy would otherwise redo it, pointing the
     # editable install at itself.
     dev = SourceFileLoader("dev", str(ROOT / "scripts" / "dev")).load_module()

@@ -59,6 +59,7 @@ def test_a_plain_schemathesis_run_in_the_project_folder_catches_a_created_sessio
     assert "Custom check failed: `created_sessions_are_readable`" in result.stdout, result.stdout[-8000:]
 
 
+@pytest.mark.xdist_group("client_packages")
 @pytest.mark.backends("sqlite")
 def test_the_built_python_client_package_drives_the_live_service(
     tmp_path: Path, database_url: str, client_packages: Path

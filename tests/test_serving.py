@@ -40,9 +40,10 @@ def test_several_workers_serve_and_their_metrics_are_summed_even_after_one_is_ki
         scrapes = [httpx.get(f"{url}/api/v1/metrics", headers={"Connection": "close"}).text for _ in range(6)]
         served = {path.name for path in metrics_dir.glob("counter_*.db")}  # while they run
 
-        killed = min(processes(1, server.pid))
+        workers = set(processes(1, server.pid))
+        killed = min(workers)
         os.kill(killed, signal.SIGKILL)  # no hook of its own runs: the master's child_exit must tidy up
-        replacement = wait_for_replacement(server.pid, killed)
+        replacement = wait_for_replacement(server.pid, workers)
         deadline = time.monotonic() + 30
         while not (metrics_dir / f"counter_{replacement}.db").exists():  # until the new worker has served
             assert time.monotonic() < deadline, "the replacement worker served nothing"
@@ -61,15 +62,15 @@ def test_several_workers_serve_and_their_metrics_are_summed_even_after_one_is_ki
         assert metric(scrape, "http_requests_total", operation="list_groups", status="200") == 200
 
 
-def wait_for_replacement(master: int, gone: int) -> int:
-    """The worker gunicorn's `master` started in place of the worker `gone`."""
+def wait_for_replacement(master: int, before: set[int]) -> int:
+    """The worker gunicorn's `master` started in place of the one of `before` (its workers) killed."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        workers = processes(1, master)
-        if len(workers) == 2 and gone not in workers:
-            return max(workers)  # pids rise, short of a wrap-around
+        workers = set(processes(1, master))
+        if len(workers) == len(before) and len(started := workers - before) == 1:
+            return started.pop()
         time.sleep(0.1)
-    pytest.fail(f"no worker replaced {gone}")
+    pytest.fail(f"no worker replaced one of {sorted(before)}")
 
 
 @contextmanager
@@ -136,7 +137,7 @@ def test_the_metrics_folder_it_makes_outlives_a_worker_and_goes_with_the_master(
         workers = sorted(processes(1, server.pid))
         assert len(workers) == 2
         os.kill(workers[0], signal.SIGTERM)
-        wait_for_replacement(server.pid, workers[0])
+        wait_for_replacement(server.pid, set(workers))
 
         assert folder.is_dir(), "a worker's exit removed the metrics folder"
         assert httpx.get(f"{url}/api/v1/groups").status_code == 200

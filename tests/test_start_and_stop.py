@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from edge.settings import BadSettings, Settings
-from tests.servers import BIN, GUNICORN, ROOT, free_port
+from tests.servers import BIN, GUNICORN, ROOT, free_port, wait_until_up
 
 pytestmark = [pytest.mark.live, pytest.mark.backends("sqlite")]
 
@@ -60,15 +59,7 @@ def test_every_line_on_stderr_from_start_to_stop_is_json(tmp_path: Path, way: st
         subprocess.run([sys.executable, "-m", "edge.cli", "migrate"], cwd=ROOT, env=env, check=True, timeout=60)
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, server.communicate(timeout=10)
-            time.sleep(0.2)
+        wait_until_up(f"http://127.0.0.1:{port}", server, path="/readyz")
         httpx.post(f"http://127.0.0.1:{port}/api/v1/study-sessions", json={"group_id": 1, "study_activity_id": 1})
         httpx.post(f"http://127.0.0.1:{port}/api/v1/study-sessions", content=b"{", headers={"content-type": "text/x"})
     finally:

@@ -3,30 +3,27 @@ Execute of the create operation, as the spec prefills it, makes a new study sess
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
 from tests.conftest import count_sessions
-from tests.servers import service
+from tests.servers import chromium, playwright_sync_api, service
 
 pytestmark = [pytest.mark.live, pytest.mark.backends("sqlite")]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CREATE = "#operations-study-sessions-create_study_session"
 
 
 def test_try_it_out_executed_twice_on_create_makes_two_sessions(tmp_path: Path):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (./scripts/dev test installs Debian's as root)")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    browser_path = chromium()
+    sync_playwright = playwright_sync_api().sync_playwright
     database_url = f"sqlite:///{tmp_path}/study.db"
     sent: list[dict[str, str]] = []
 
     with service(tmp_path, database_url, API_KEYS="") as (url, _server), sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page()
             page.on(

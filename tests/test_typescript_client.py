@@ -27,6 +27,7 @@ def run(folder: Path, *command: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.xdist_group("client_packages")
 @pytest.mark.backends("sqlite")
 def test_the_built_npm_client_package_drives_a_study_session_through_its_reviews(
     tmp_path: Path, database_url: str, client_packages: Path
