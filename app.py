@@ -28,6 +28,7 @@ from edge.middleware import (
     IdempotencyKey,
     Metrics,
     RateLimit,
+    RefusalsRateLimit,
     RequestBody,
     RequestHead,
     RequestLog,
@@ -111,11 +112,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         allow_credentials=False,
         max_age=600,
     )
+    app.add_middleware(Clients, position=MiddlewarePosition.BEFORE_ROUTING, api_keys=settings.api_keys)
+    app.add_middleware(RefusalsRateLimit, position=MiddlewarePosition.BEFORE_ROUTING, limits=limits)
     app.add_middleware(RequestHead, position=MiddlewarePosition.BEFORE_ROUTING)
     app.add_middleware(
         RootAliases, position=MiddlewarePosition.BEFORE_ROUTING, paths=root_paths(spec), base_path=BASE_PATHS[0]
     )
-    app.add_middleware(Clients, position=MiddlewarePosition.BEFORE_SECURITY, api_keys=settings.api_keys)
     app.add_middleware(
         RateLimit, position=MiddlewarePosition.BEFORE_SECURITY, limits=limits, exempt=security.platform_operations(spec)
     )

@@ -7,7 +7,8 @@ for it however long it takes; it takes every connection the operating system han
 - a request target longer than MAX_URL_BYTES is a 414, and a head that has grown past
   MAX_HEAD_BYTES without ending is a 431, both while it arrives (one read past the bound at most);
 - a connection whose request head is not whole HEAD_TIMEOUT seconds after it began (or after the
-  connection opened) is answered 408 and closed (closed without an answer if it sent nothing);
+  connection opened, or after the first byte that followed an answer, blank lines included) is
+  answered 408 and closed (closed without an answer if it sent nothing);
 - past MAX_CONNECTIONS open connections in the process a new one is closed at once, and the log
   says so once a minute at most, with how many were closed;
 - the answers uvicorn gives itself to malformed HTTP are problems like the service's own (with
@@ -40,6 +41,7 @@ RELIED_ON = {
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.on_message_begin": "96d377fdc7c2baef",
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.on_url": "37be44e962b04ca8",
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.on_headers_complete": "1ea8589acfad92d8",
+    "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.on_message_complete": "1fbad42dc31fc01f",
     "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol.send_400_response": "ae5a4a3782b646fd",
 }
 """What this module copies or extends in uvicorn, by the first 16 hex digits of the SHA-256 of its
@@ -81,6 +83,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes: int | None = 0  # bytes of the head arriving; None once it is whole
         self._head_began = time.perf_counter()
+        self._in_message = False  # from a message's first byte to its body's last
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if not BoundedHttpToolsProtocol._told:  # in the serving process, once its log is set up
@@ -105,6 +108,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # uvicorn's own, with its answers to malformed HTTP and our refusals made problems.
         self._unset_keepalive_if_required()
+        if self._head_timer is None and not self._in_message and (self.cycle is None or self.cycle.response_complete):
+            # Bytes on an idle connection stop the keep-alive timer above; the head's clock starts
+            # now, not at its message's beginning, which blank lines between requests never reach.
+            self._head_bytes, self._head_began = 0, time.perf_counter()
+            self._arm_head_timer()
         # A head that begins inside this chunk (after a request before it) counts from the next.
         counting = self._head_bytes is not None
         try:
@@ -134,6 +142,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_message = True
         self._head_bytes = 0
         self._head_began = time.perf_counter()
         if self._head_timer is None:
@@ -148,6 +157,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm_head_timer()
         self._head_bytes = None
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_message = False  # a body still arriving after an early answer is no head
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(Refused(400, "Bad Request", f"The request is not valid HTTP/1.1: {msg}"))

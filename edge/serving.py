@@ -17,11 +17,10 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from uvicorn_worker import UvicornWorker
 
-from edge.protocol import protocol_class
 from edge.settings import settings_or_exit
 
 settings = settings_or_exit()
@@ -33,11 +32,18 @@ class Worker(UvicornWorker):
     """uvicorn's gunicorn worker, without the `server` header that names it and its version, on
     the bounded HTTP protocol of edge.protocol."""
 
-    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
-        **UvicornWorker.CONFIG_KWARGS,
-        "server_header": False,
-        "http": protocol_class(settings.max_connections),
-    }
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Imported only now, once on_starting has set PROMETHEUS_MULTIPROC_DIR: edge.protocol
+        # imports prometheus_client, which chooses at import whether its values live in this
+        # process's memory or in that folder, where a scrape of any worker sums them all.
+        from edge.protocol import protocol_class
+
+        self.CONFIG_KWARGS = {
+            **UvicornWorker.CONFIG_KWARGS,
+            "server_header": False,
+            "http": protocol_class(settings.max_connections),
+        }
+        super().__init__(*args, **kwargs)
 
 
 bind = f"{settings.host}:{settings.port}"

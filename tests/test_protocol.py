@@ -277,3 +277,61 @@ def test_keep_alive_and_pipelined_requests_are_served_as_before(
 
     assert answers.count(b"HTTP/1.1 200") == 2
     assert last.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.live
+@pytest.mark.backends("sqlite")
+def test_blank_lines_between_requests_do_not_hold_a_keep_alive_connection_open(
+    tmp_path: Path, database_url: str, command: tuple[str | Path, ...]
+):
+    # Any byte stops uvicorn's keep-alive timer, and a blank line begins no message: the head
+    # timer must run from the first byte after an answer all the same.
+    with (
+        served(tmp_path, database_url, command) as (port, _),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        sock.sendall(b"GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while b"HTTP/1.1 200" not in answer:
+            answer += sock.recv(65536)
+        answered = time.monotonic()
+        closed_after = None
+        sock.settimeout(2)
+        while closed_after is None and time.monotonic() - answered < 30:
+            try:
+                chunk = sock.recv(65536)  # an answer to the blank lines, if any, then the close
+            except TimeoutError:
+                with suppress(OSError):
+                    sock.sendall(b"\r\n")
+                continue
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                closed_after = time.monotonic() - answered
+
+    assert closed_after is not None, "blank lines every 2 s held the connection open for 30 s"
+    assert closed_after < 2 * HEAD_TIMEOUT + 1
+
+
+@pytest.mark.live
+@pytest.mark.backends("sqlite")
+def test_a_body_still_arriving_after_an_early_answer_is_no_head_and_the_connection_serves_on(
+    tmp_path: Path, database_url: str, command: tuple[str | Path, ...]
+):
+    with (
+        served(tmp_path, database_url, command) as (port, _),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        sock.sendall(
+            b"POST /api/v1/study-sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200000\r\n\r\n"
+        )
+        early = sock.recv(65536)  # the 413, before the body
+        for _ in range(20):
+            sock.sendall(b"a" * 10000)
+        sock.sendall(b"GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        rest = read_all(sock)
+
+    assert early.startswith(b"HTTP/1.1 413")
+    assert b"HTTP/1.1 200" in rest
+    assert b"HTTP/1.1 431" not in rest

@@ -92,6 +92,22 @@ def test_requests_that_match_no_operation_count_against_the_address_read_quota(s
     assert answers[-2].headers["ratelimit-policy"] == '"read";q=3;w=60'
 
 
+def test_requests_refused_before_any_operation_count_against_the_address_read_quota(settings: Settings, engine: Engine):
+    many = "&".join(f"p{n}=1" for n in range(21))
+    with TestClient(create_app(limited(settings, read="4/minute"), engine), raise_server_exceptions=False) as client:
+        answers = [
+            client.delete("/api/v1/groups"),  # a method the path has not
+            client.get("/api/v1/groups/"),  # a trailing slash
+            client.get(f"/api/v1/groups?{many}"),  # too many query parameters
+            client.get("/api/v1/study-sessions/" + "1" * 5000),  # more digits than any id has
+        ]
+        answers += [client.post("/api/v1/groups"), client.get("/api/v1/groups/"), client.get("/api/v1/groups")]
+
+    assert [a.status_code for a in answers] == [405, 404, 400, 400, 429, 429, 429]
+    assert [a.headers["ratelimit"].split(";")[:2] for a in answers[:4]] == [['"read"', f"r={n}"] for n in (3, 2, 1, 0)]
+    assert all(a.headers["content-type"] == "application/problem+json" for a in answers)
+
+
 def test_each_api_key_has_its_own_quota_and_a_bad_key_counts_against_the_address(
     keyed_settings: Settings, engine: Engine
 ):

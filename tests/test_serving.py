@@ -62,6 +62,33 @@ def test_several_workers_serve_and_their_metrics_are_summed_even_after_one_is_ki
         assert metric(scrape, "http_requests_total", operation="list_groups", status="200") == 200
 
 
+def test_without_a_metrics_folder_given_the_metrics_of_every_worker_are_summed(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    # The folder the master makes must be set before anything in it imports prometheus_client,
+    # which picks at import whether it keeps values in memory (one process's) or in the folder.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {"WORKERS": "2", "DB_POOL_SIZE": "3", "TMPDIR": str(temporary)}
+    with service(tmp_path, database_url, GUNICORN, **env) as (url, _):
+
+        def read_groups(_: int) -> int:
+            return httpx.get(f"{url}/api/v1/groups", headers={"Connection": "close"}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(read_groups, range(200)))
+        scrapes = [httpx.get(f"{url}/api/v1/metrics", headers={"Connection": "close"}).text for _ in range(6)]
+        (folder,) = temporary.glob("study-sessions-metrics-*")
+        served = {path.name for path in folder.glob("counter_*.db")}
+
+    assert statuses == [200] * 200
+    assert len(served) == 2, f"both workers should have served: {served}"
+    for scrape in scrapes:  # whichever worker answers, it sums both
+        assert metric(scrape, "http_requests_total", operation="list_groups", status="200") == 200
+        assert metric(scrape, "db_connections_max") == 2 * 3
+
+
 def wait_for_replacement(master: int, before: set[int]) -> int:
     """The worker gunicorn's `master` started in place of the one of `before` (its workers) killed."""
     deadline = time.monotonic() + 30

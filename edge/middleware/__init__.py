@@ -8,7 +8,7 @@ from edge.middleware.idempotency import IdempotencyKey
 from edge.middleware.metrics import Metrics
 from edge.middleware.paths import RequestHead
 from edge.middleware.platform import RootAliases, root_paths
-from edge.middleware.rate_limit import RateLimit
+from edge.middleware.rate_limit import RateLimit, RefusalsRateLimit
 from edge.middleware.request_log import RequestLog, StampRequestId
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "IdempotencyKey",
     "Metrics",
     "RateLimit",
+    "RefusalsRateLimit",
     "RequestBody",
     "RequestHead",
     "RequestLog",
