@@ -30,6 +30,9 @@ from storage.schema import study_sessions
 from tests.servers import ROOT
 
 BACKENDS = ("sqlite", "postgresql")
+RUN_BACKENDS = tuple(os.environ.get("TEST_BACKENDS", ",".join(BACKENDS)).split(","))
+"""The backends this run covers: both unless TEST_BACKENDS names fewer (`./scripts/dev quick`
+runs SQLite alone; the suite and CI run both)."""
 TEST_API_KEY = "test-key-3f0c9b5e4a9e4c1e9d552f6f0e7a1b42"
 POSTGRESQL_URL = os.environ.get("TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEMPLATE = f"study_sessions_template_{os.getpid()}"
@@ -47,7 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         marker = metafunc.definition.get_closest_marker("backends")
-        metafunc.parametrize("backend", marker.args if marker else BACKENDS, scope="function")
+        names = [b for b in (marker.args if marker else BACKENDS) if b in RUN_BACKENDS]
+        metafunc.parametrize("backend", names, scope="function")
 
 
 def admin_engine() -> Engine:
