@@ -108,7 +108,11 @@ def problem_exception(request: ConnexionRequest, error: ProblemException) -> Con
     error.detail = short(str(error.detail))
     if error.status == 415 and str(error.detail).startswith("Invalid Content-type"):  # Connexion's words
         media_type = request.headers.get("content-type", "")
-        error.detail = short(f"The body is {media_type}; this operation takes application/json.")
+        error.detail = (
+            short(f"The body is {media_type}; this operation takes application/json.")
+            if media_type
+            else "The body has an empty Content-Type; send it as application/json."
+        )
     if error.status == 401:  # Connexion's security check: missing key, or not one of API_KEYS
         return _problem(
             401,

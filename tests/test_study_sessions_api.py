@@ -157,6 +157,14 @@ def test_a_body_that_is_not_json_is_415(client: TestClient, engine: Engine, cont
     assert count_sessions(engine) == 0
 
 
+def test_a_body_with_an_empty_content_type_is_415_saying_so(client: TestClient, engine: Engine):
+    response = client.post("/api/v1/study-sessions", content=b'{"group_id": 1}', headers={"content-type": ""})
+
+    problem = assert_problem(response, 415)
+    assert problem["detail"] == "The body has an empty Content-Type; send it as application/json."
+    assert count_sessions(engine) == 0
+
+
 def asgi_request(
     service, headers: list[tuple[bytes, bytes]], chunks: int, method: str = "POST", path: str = "/api/v1/study-sessions"
 ) -> tuple[int, int]:
