@@ -24,7 +24,7 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 
 def short(text: str) -> str:
     """`text`, cut to a length that a problem's `detail` can carry."""
-    return _cut(text, MAX_MESSAGE_CHARS)
+    return cut(text, MAX_MESSAGE_CHARS)
 
 
 MAX_ERRORS = 100
@@ -39,10 +39,11 @@ def bounded(errors: list[dict[str, str]]) -> list[dict[str, str]]:
     """`errors` within the spec's limits: at most MAX_ERRORS, each field cut to its maxLength
     (a pointer or name that long comes from a client's own input)."""
     limits = {"detail": MAX_MESSAGE_CHARS, "pointer": MAX_POINTER, "parameter": MAX_PARAMETER}
-    return [{k: _cut(v, limits[k]) for k, v in error.items()} for error in errors[:MAX_ERRORS]]
+    return [{k: cut(v, limits[k]) for k, v in error.items()} for error in errors[:MAX_ERRORS]]
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, its end marked "..." where it was cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

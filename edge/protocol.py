@@ -17,7 +17,6 @@ for it however long it takes; it takes every connection the operating system han
 from __future__ import annotations
 
 import asyncio
-import json
 import resource
 import time
 import uuid
@@ -30,6 +29,7 @@ from edge import metrics
 from edge.logs import log
 from edge.middleware.paths import MAX_HEADER_BYTES
 from edge.middleware.request_log import logged
+from edge.problems import starlette_problem
 
 UVICORN_VERSION = "0.54.0"
 """The version this module was written for and tested with."""
@@ -189,9 +189,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Answers `refused` as a problem, closes the connection, logs and counts it."""
         self._disarm_head_timer()
         request_id = uuid.uuid4().hex
-        body = json.dumps(
-            {"type": "about:blank", "title": refused.title, "status": refused.status, "detail": refused.detail}
-        ).encode()
+        body = bytes(starlette_problem(refused.status, refused.title, refused.detail).body)
         head = [STATUS_LINE[refused.status]]
         headers = [
             *self.server_state.default_headers,

@@ -11,6 +11,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from edge.logs import log, request_id_var
 from edge.middleware.base import CLIENT_GONE, FAILED, HTTPMiddleware
+from edge.problems import cut
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 RESPONSE_HEADERS = "study_sessions.response_headers"
@@ -20,7 +21,7 @@ MAX_LOGGED_CHARS = 1000
 
 def logged(text: str) -> str:
     """`text`, a field a client chose, cut to MAX_LOGGED_CHARS for the log."""
-    return text if len(text) <= MAX_LOGGED_CHARS else text[: MAX_LOGGED_CHARS - 3] + "..."
+    return cut(text, MAX_LOGGED_CHARS)
 
 
 class RequestLog(HTTPMiddleware):
