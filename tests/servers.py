@@ -98,14 +98,19 @@ def project_copy(folder: Path) -> Path:
     return project
 
 
-def chromium() -> str:
-    """Debian's chromium (./scripts/dev test installs it as root); skipped where absent, outside CI."""
-    found = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+def debian_binary(name: str, folder: str, how: str) -> str:
+    """Debian's `name` (on PATH or in `folder`; ./scripts/dev test installs it as root); the test
+    is skipped where it is absent, `how` saying how to get it, and fails in CI."""
+    found = shutil.which(name) or (f"{folder}/{name}" if Path(folder, name).exists() else None)
     if found is None:
         if os.environ.get("CI"):
-            pytest.fail("chromium is needed in CI; ./scripts/dev test installs it where it can (as root)")
-        pytest.skip("chromium is not installed (./scripts/dev test installs it as root: apt-get install chromium)")
+            pytest.fail(f"{name} is needed in CI; ./scripts/dev test installs it where it can (as root)")
+        pytest.skip(f"{name} is not installed ({how})")
     return found
+
+
+def chromium() -> str:
+    return debian_binary("chromium", "/usr/bin", "./scripts/dev test installs it as root: apt-get install chromium")
 
 
 def playwright_sync_api() -> Any:
@@ -120,13 +125,7 @@ def playwright_sync_api() -> Any:
 
 
 def pgbouncer_binary() -> str:
-    """Debian's pgbouncer (./scripts/dev test installs it); skipped where absent, outside CI."""
-    found = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("pgbouncer is needed in CI; ./scripts/dev test installs it where it can (as root)")
-        pytest.skip("pgbouncer is not installed (./scripts/dev test installs it as root)")
-    return found
+    return debian_binary("pgbouncer", "/usr/sbin", "./scripts/dev test installs it as root")
 
 
 @contextmanager

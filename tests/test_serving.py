@@ -30,14 +30,7 @@ def test_several_workers_serve_and_their_metrics_are_summed_even_after_one_is_ki
     (metrics_dir / "notes.txt").write_text("not the service's")
     env = {"WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     with service(tmp_path, database_url, GUNICORN, **env) as (url, server):
-
-        def read_groups(_: int) -> int:
-            # A new connection each time, so that both workers take some.
-            return httpx.get(f"{url}/api/v1/groups", headers={"Connection": "close"}).status_code
-
-        with ThreadPoolExecutor(8) as pool:
-            statuses = list(pool.map(read_groups, range(200)))
-        scrapes = [httpx.get(f"{url}/api/v1/metrics", headers={"Connection": "close"}).text for _ in range(6)]
+        statuses, scrapes = read_groups_200_times_then_scrape(url)
         served = {path.name for path in metrics_dir.glob("counter_*.db")}  # while they run
 
         workers = set(processes(1, server.pid))
@@ -72,13 +65,7 @@ def test_without_a_metrics_folder_given_the_metrics_of_every_worker_are_summed(
     temporary.mkdir()
     env = {"WORKERS": "2", "DB_POOL_SIZE": "3", "TMPDIR": str(temporary)}
     with service(tmp_path, database_url, GUNICORN, **env) as (url, _):
-
-        def read_groups(_: int) -> int:
-            return httpx.get(f"{url}/api/v1/groups", headers={"Connection": "close"}).status_code
-
-        with ThreadPoolExecutor(8) as pool:
-            statuses = list(pool.map(read_groups, range(200)))
-        scrapes = [httpx.get(f"{url}/api/v1/metrics", headers={"Connection": "close"}).text for _ in range(6)]
+        statuses, scrapes = read_groups_200_times_then_scrape(url)
         (folder,) = temporary.glob("study-sessions-metrics-*")
         served = {path.name for path in folder.glob("counter_*.db")}
 
@@ -87,6 +74,18 @@ def test_without_a_metrics_folder_given_the_metrics_of_every_worker_are_summed(
     for scrape in scrapes:  # whichever worker answers, it sums both
         assert metric(scrape, "http_requests_total", operation="list_groups", status="200") == 200
         assert metric(scrape, "db_connections_max") == 2 * 3
+
+
+def read_groups_200_times_then_scrape(url: str) -> tuple[list[int], list[str]]:
+    """200 reads of /groups, 8 at once, then 6 scrapes of /metrics, each on a new connection, so
+    that every worker takes some: the reads' statuses and the scrapes."""
+
+    def read_groups(_: int) -> int:
+        return httpx.get(f"{url}/api/v1/groups", headers={"Connection": "close"}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(read_groups, range(200)))
+    return statuses, [httpx.get(f"{url}/api/v1/metrics", headers={"Connection": "close"}).text for _ in range(6)]
 
 
 def wait_for_replacement(master: int, before: set[int]) -> int:
