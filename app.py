@@ -60,9 +60,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         engine, connections=settings.db_pool_size, timeout=settings.db_timeout, observe=metrics.observe_connections
     )
 
-    spec = security.served_spec(
-        yaml.safe_load(SPEC.read_text()), api_keys=settings.api_keys, reads_need_api_key=settings.reads_need_api_key
-    )
+    # libyaml's safe loader (PyYAML's wheels have it): the same document as yaml.safe_load's, read
+    # ten times faster, at a worker's start and in each app the tests make.
+    document = yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader)
+    spec = security.served_spec(document, api_keys=settings.api_keys, reads_need_api_key=settings.reads_need_api_key)
     limits = RateLimits(write=settings.rate_limit_write, read=settings.rate_limit_read, redis_url=settings.redis_url)
 
     @contextlib.asynccontextmanager
