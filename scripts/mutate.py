@@ -87,7 +87,7 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 # What a part's folder holds: what the tests import and read, besides the code mutmut copies.
-TREE = ["app.py", "storage", "edge", "handlers", "openapi", "tests", "schemathesis.toml", "pyproject.toml"]
+TREE = ["app.py", "storage", "edge", "handlers", "openapi", "tests", "schemathesis.toml", "pyproject.toml", "README.md"]
 
 
 def prepare(part: str) -> Path:
