@@ -11,11 +11,12 @@ HEADER = "Idempotency-Key"
 
 
 class IdempotencyKey(HTTPMiddleware):
-    """Puts the header (validated against the spec further in) into Connexion's context, where
-    a handler that takes `context_` finds it as `idempotency_key`."""
+    """Puts the header (validated against the spec further in) into Connexion's context, which
+    `Clients` made before routing, where a handler that takes `context_` finds it as
+    `idempotency_key`."""
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = Headers(scope=scope).get(HEADER)
         if key is not None:
-            scope.setdefault("extensions", {}).setdefault("connexion_context", {})["idempotency_key"] = key
+            scope["extensions"]["connexion_context"]["idempotency_key"] = key
         await self.app(scope, receive, send)
