@@ -62,7 +62,16 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
         ["edge/validation.py", "edge/middleware/body.py", "edge/middleware/paths.py"],
         ["tests/test_hostile_input.py", "tests/test_connexion_internals.py"],
     ),
-    "problems": (["edge/problems.py"], ["tests/test_hostile_input.py", "tests/test_service.py"]),
+    "problems": (
+        ["edge/problems.py"],
+        [
+            "tests/test_hostile_input.py",
+            "tests/test_service.py",
+            "tests/test_study_sessions_api.py",
+            "tests/test_idempotency.py",
+            "tests/test_reviews.py",
+        ],
+    ),
     "operations": (
         [
             "edge/metrics.py",
