@@ -53,6 +53,10 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
         ["storage/study_sessions.py"],
         ["tests/test_storage.py", "tests/test_study_sessions_api.py", "tests/test_idempotency.py"],
     ),
+    "database": (
+        ["storage/engine.py", "storage/database.py", "storage/migrate.py", "storage/vocabulary.py"],
+        ["tests/test_storage.py", "tests/test_service.py", "tests/test_study_sessions_api.py"],
+    ),
     "limits": (
         ["edge/rate_limits.py", "edge/middleware/rate_limit.py", "edge/middleware/clients.py"],
         ["tests/test_rate_limits.py", "tests/test_api_keys.py"],
