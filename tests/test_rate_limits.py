@@ -4,6 +4,8 @@ processes, is in test_limits_live.py)."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import re
 import socket
 import time
@@ -20,6 +22,8 @@ from edge.settings import Settings
 from tests.conftest import TEST_API_KEY, count_sessions
 
 BODY = {"group_id": 1, "study_activity_id": 1}
+SUSPENDED = "rate limits suspended: their store cannot be reached; serving without limits until it can"
+RESUMED = "rate limits resumed: their store answers again"
 
 
 def limited(settings: Settings, write: str = "3/minute", read: str = "5/minute") -> Settings:
@@ -35,6 +39,7 @@ def test_writes_past_the_limit_are_a_429_problem_with_retry_after_and_store_noth
     assert {a.headers["ratelimit-policy"] for a in answers} == {'"write";q=3;w=60'}
     refused = answers[3]
     assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["title"] == "Too Many Requests"
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     for later in answers[3:]:  # the reset RateLimit announces is when Retry-After says to come back
         assert later.headers["ratelimit"] == f'"write";r=0;t={later.headers["retry-after"]}'
@@ -42,6 +47,16 @@ def test_writes_past_the_limit_are_a_429_problem_with_retry_after_and_store_noth
         r"The write limit, 3 requests per 60 s, is used up: try again in \d+ s\.", refused.json()["detail"]
     )
     assert count_sessions(engine) == 3
+
+
+def test_a_limit_of_one_request_says_request_not_requests(settings: Settings, engine: Engine):
+    with TestClient(create_app(limited(settings, write="1/minute"), engine), raise_server_exceptions=False) as client:
+        answers = [client.post("/api/v1/study-sessions", json=BODY) for _ in range(2)]
+
+    assert [a.status_code for a in answers] == [201, 429]
+    assert re.fullmatch(
+        r"The write limit, 1 request per 60 s, is used up: try again in \d+ s\.", answers[1].json()["detail"]
+    )
 
 
 def test_reads_and_writes_have_limits_of_their_own(settings: Settings, engine: Engine):
@@ -166,17 +181,21 @@ def test_a_limit_can_be_switched_off(settings: Settings, engine: Engine, text: s
     assert count_sessions(engine) == 5
 
 
+@pytest.mark.parametrize("redis_url", ["redis://127.0.0.1:1", "async+redis://127.0.0.1:1"])
 def test_a_limits_store_that_cannot_be_reached_serves_without_limits_and_says_so_once(
-    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
+    settings: Settings, engine: Engine, json_logs: io.StringIO, redis_url: str
 ):
-    unreachable = Settings(**{**limited(settings, write="1/minute").__dict__, "redis_url": "redis://127.0.0.1:1"})
+    unreachable = Settings(**{**limited(settings, write="1/minute").__dict__, "redis_url": redis_url})
     with TestClient(create_app(unreachable, engine), raise_server_exceptions=False) as client:
         answers = [client.post("/api/v1/study-sessions", json=BODY) for _ in range(4)]
 
     assert [a.status_code for a in answers] == [201] * 4
     assert all("ratelimit" not in a.headers for a in answers)
-    warnings = [r for r in caplog.records if "rate limits suspended" in r.getMessage()]
-    assert len(warnings) == 1
+    said = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+    warnings = [line for line in said if "rate limits" in line["message"]]
+    assert [(w["levelname"], w["message"], w["store"]) for w in warnings] == [("WARNING", SUSPENDED, "redis")]
+    # The store's own failure, whatever the Redis client raised underneath.
+    assert re.fullmatch(r"StorageError: .*Connect call failed.*", warnings[0]["error"])
     assert count_sessions(engine) == 4
 
 
