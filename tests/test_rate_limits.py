@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from app import create_app
-from edge.rate_limits import RateLimits
+from edge.rate_limits import Decision, RateLimits
 from edge.security import digest
 from edge.settings import Settings
 from tests.conftest import TEST_API_KEY, count_sessions
@@ -235,3 +235,85 @@ def test_a_window_just_hit_reports_its_whole_length_not_0(monkeypatch: pytest.Mo
     decision = asyncio.run(limits.hit("write", "address:10.0.0.1"))
 
     assert decision.headers["RateLimit"] == '"write";r=4;t=60'
+
+
+def test_a_window_about_to_end_reports_1_s_left_and_asks_for_a_retry_in_1_s(monkeypatch: pytest.MonkeyPatch):
+    limits = RateLimits(write="5/minute", read="off")
+
+    async def refused(item: object, *identifiers: str) -> bool:
+        return False
+
+    async def stats_of_a_window_ending_in_half_a_second(item: object, *identifiers: str) -> WindowStats:
+        return WindowStats(time.time() + 0.5, 0)
+
+    monkeypatch.setattr(limits.limiter, "hit", refused)
+    monkeypatch.setattr(limits.limiter, "get_window_stats", stats_of_a_window_ending_in_half_a_second)
+
+    decision = asyncio.run(limits.hit("write", "address:10.0.0.1"))
+
+    assert decision.headers["RateLimit"] == '"write";r=0;t=1'
+    assert (decision.allowed, decision.retry_after) == (False, 1)
+
+
+class Clock:
+    """edge.rate_limits' monotonic clock, moved by the test; its wall clock, which `limits` reads
+    too, stays the real one."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    @staticmethod
+    def time() -> float:
+        return time.time()
+
+
+def test_a_store_outage_is_tried_by_one_request_every_5_s_and_logged_once_when_it_starts_and_once_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch, json_logs: io.StringIO
+):
+    clock = Clock(1000.0)
+    monkeypatch.setattr("edge.rate_limits.time", clock)
+    limits = RateLimits(write="5/minute", read="off")
+    store_hit = limits.limiter.hit
+    tries: list[float] = []
+
+    async def outage() -> list[Decision]:
+        answer = asyncio.Event()
+
+        async def store_down(item: object, *identifiers: str) -> bool:
+            tries.append(clock.now)
+            await answer.wait()
+            raise ConnectionError("x" * 400)
+
+        monkeypatch.setattr(limits.limiter, "hit", store_down)
+        answer.set()
+        decisions = [await limits.hit("write", "c")]  # the store fails: served, unlimited
+        clock.now = 1004.9
+        decisions.append(await limits.hit("write", "c"))  # the store is left alone
+        clock.now = 1005.0
+        answer.clear()
+        probe = asyncio.create_task(limits.hit("write", "c"))  # tries the store, which takes its time
+        await asyncio.sleep(0)
+        decisions.append(await limits.hit("write", "c"))  # goes on meanwhile
+        answer.set()
+        decisions.append(await probe)
+        clock.now = 1012.26
+        monkeypatch.setattr(limits.limiter, "hit", store_hit)  # the store answers again
+        decisions += [await limits.hit("write", "c"), await limits.hit("write", "c")]
+        return decisions
+
+    decisions = asyncio.run(outage())
+
+    assert tries == [1000.0, 1005.0]
+    assert decisions[:4] == [Decision(True, {})] * 4
+    assert [d.headers["RateLimit"].split(";")[1] for d in decisions[4:]] == ["r=4", "r=3"]
+    said = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+    lines = [line for line in said if "rate limits" in line["message"]]
+    assert [(line["levelname"], line["message"], line["store"]) for line in lines] == [
+        ("WARNING", SUSPENDED, "memory"),
+        ("WARNING", RESUMED, "memory"),
+    ]
+    assert lines[0]["error"] == ("ConnectionError: " + "x" * 400)[:300]  # a store's error, cut for the log
+    assert lines[1]["suspended_s"] == 12.3
