@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from limits import WindowStats
@@ -20,6 +21,7 @@ from edge.rate_limits import Decision, RateLimits
 from edge.security import digest
 from edge.settings import Settings
 from tests.conftest import TEST_API_KEY, count_sessions
+from tests.servers import redis_server
 
 BODY = {"group_id": 1, "study_activity_id": 1}
 SUSPENDED = "rate limits suspended: their store cannot be reached; serving without limits until it can"
@@ -317,3 +319,51 @@ def test_a_store_outage_is_tried_by_one_request_every_5_s_and_logged_once_when_i
     ]
     assert lines[0]["error"] == ("ConnectionError: " + "x" * 400)[:300]  # a store's error, cut for the log
     assert lines[1]["suspended_s"] == 12.3
+
+
+async def slow_link(redis_port: int, delay: float) -> asyncio.Server:
+    """A relay to Redis that holds each of its answers `delay` seconds: a far or busy Redis."""
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, delay: float) -> None:
+        try:
+            while data := await source.read(65536):
+                await asyncio.sleep(delay)
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            sink.close()
+
+    async def relay(client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
+        redis, to_redis = await asyncio.open_connection("127.0.0.1", redis_port)
+        await asyncio.gather(pipe(client, to_redis, 0), pipe(redis, to_client, delay))
+
+    return await asyncio.start_server(relay, "127.0.0.1", 0)
+
+
+def test_a_slow_redis_gets_a_quarter_second_in_all_then_the_request_goes_unlimited(tmp_path: Path):
+    with redis_server(tmp_path) as (redis_url, _, _):
+        redis_port = int(redis_url.rsplit(":", 1)[1])
+
+        async def through(url: str) -> tuple[Decision, float]:
+            limits = RateLimits(write="5/minute", read="off", redis_url=url)
+            began = time.monotonic()
+            decision = await limits.hit("write", "client")
+            return decision, time.monotonic() - began
+
+        async def near_then_far() -> list[tuple[Decision, float]]:
+            link = await slow_link(redis_port, 0.1)  # each answer within the client's 0.25 s, all of them not
+            try:
+                return [
+                    await through(redis_url),
+                    await through(f"redis://127.0.0.1:{link.sockets[0].getsockname()[1]}"),
+                ]
+            finally:
+                link.close()
+
+        (near, _), (far, took) = asyncio.run(near_then_far())
+
+    assert near.headers["RateLimit"] == '"write";r=4;t=60'
+    assert far == Decision(True, {})
+    assert took < 0.45, f"the request waited {took:.2f} s for a slow Redis"
