@@ -1,5 +1,5 @@
-"""Rate limits per client, in process with the in-memory store (the Redis store, shared by
-processes, is in test_limits_live.py)."""
+"""Rate limits per client, in process: with the in-memory store, and with a Redis of the test's
+own where only Redis shows it (the Redis store shared by processes is in test_limits_live.py)."""
 
 from __future__ import annotations
 
