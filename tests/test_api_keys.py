@@ -9,13 +9,14 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 
 from app import create_app
 from edge.logs import configure_logging
 from edge.security import accepted, digest
 from edge.settings import Settings, api_key_digests
+from storage.schema import idempotency_keys
 from tests.conftest import TEST_API_KEY, count_sessions
 
 BODY = {"group_id": 1, "study_activity_id": 1}
@@ -44,6 +45,17 @@ def test_a_write_with_a_valid_key_is_served_and_reads_stay_open(keyed_client: Te
 
     assert (created.status_code, read.status_code, listed.status_code) == (201, 200, 200)
     assert count_sessions(engine) == 1
+
+
+def test_a_keyed_clients_idempotency_keys_are_stored_under_a_prefix_of_its_keys_digest(
+    keyed_client: TestClient, engine: Engine
+):
+    headers = {"X-API-Key": TEST_API_KEY, "Idempotency-Key": "once"}
+    assert keyed_client.post("/api/v1/study-sessions", json=BODY, headers=headers).status_code == 201
+
+    with engine.connect() as conn:
+        stored = conn.execute(select(idempotency_keys.c.client, idempotency_keys.c.key)).all()
+    assert [tuple(row) for row in stored] == [(f"key:{digest(TEST_API_KEY)[:16]}", "once")]  # not the key itself
 
 
 def test_any_of_several_keys_is_accepted(keyed_settings: Settings, engine: Engine):
