@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 import sqlite3
 from pathlib import Path
@@ -9,8 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
+from starlette.types import Message
 
 from app import create_app
+from edge import metrics
 from edge.settings import Settings
 from storage import migrate
 
@@ -116,6 +121,18 @@ def test_metrics_count_requests_by_operation_and_status_and_time_them(client: Te
     assert more("http_requests_total", operation="none", status="404") == 1
     assert more("http_request_duration_seconds_count", operation="create_study_session") == 2
     assert more("http_request_duration_seconds_bucket", operation="get_study_session", le="+Inf") == 2
+    assert more("http_request_duration_seconds_bucket", operation="get_study_session", le="10.0") == 2
+
+
+def test_metrics_count_a_request_refused_before_routing_under_no_operation(client: TestClient):
+    before = client.get("/api/v1/metrics").text
+
+    refused = client.get("/api/v1/study-sessions?" + "a" * 3000)
+
+    assert refused.status_code == 414
+    after = client.get("/api/v1/metrics").text
+    counted = metric(after, "http_requests_total", operation="none", status="414")
+    assert counted == metric(before, "http_requests_total", 0.0, operation="none", status="414") + 1
 
 
 def test_metrics_show_the_database_connections_against_their_limit(client: TestClient, settings: Settings):
@@ -126,6 +143,49 @@ def test_metrics_show_the_database_connections_against_their_limit(client: TestC
     assert metric(text, "db_connections_max") == settings.db_pool_size
     assert 1 <= metric(text, "db_connections", state="open") <= settings.db_pool_size
     assert metric(text, "db_connections", state="in_use") == 0
+
+
+def test_a_request_cancelled_before_its_answer_is_logged_and_counted_as_failed(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
+):
+    sent: list[Message] = []
+    waiting_for_the_body = asyncio.Event()
+
+    async def receive() -> Message:
+        waiting_for_the_body.set()
+        await asyncio.Event().wait()  # the body never comes: the server cancels the request meanwhile
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/api/v1/study-sessions", "raw_path": b"/api/v1/study-sessions", "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+    }  # fmt: skip
+    app = create_app(settings, engine)
+
+    async def cancelled_while_reading() -> None:
+        request = asyncio.create_task(app(scope, receive, send))
+        await waiting_for_the_body.wait()
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+
+    failed_before = metric(
+        metrics.exposition()[0].decode(), "http_requests_total", 0.0, operation="create_study_session", status="500"
+    )
+    with caplog.at_level(logging.INFO):
+        asyncio.run(cancelled_while_reading())
+
+    assert sent == []
+    assert [r.__dict__["status"] for r in caplog.records if r.getMessage() == "request"] == [500]
+    failed = metric(
+        metrics.exposition()[0].decode(), "http_requests_total", operation="create_study_session", status="500"
+    )
+    assert failed == failed_before + 1
 
 
 @pytest.mark.parametrize("path", ["/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics"])
