@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -229,6 +230,41 @@ def test_a_read_of_a_database_locked_past_the_timeout_is_tried_once_then_unavail
 
     assert raised.value.cause == "it is busy: locked by another writer"
     assert tries == [1]
+
+
+@pytest.mark.backends("sqlite")
+def test_a_write_holds_the_write_lock_from_its_start_so_another_processs_write_waits_its_turn(
+    settings: Settings, engine: Engine
+):
+    # Two workers on one file. Had `first` begun as a reader, the other's commit after its read
+    # would make its own write fail at once (SQLITE_BUSY, a 503) instead of waiting its turn.
+    first, other = (
+        Database(make_engine(settings.database_url, busy_timeout=5), connections=2, timeout=5) for _ in range(2)
+    )
+    ids = []
+
+    def create(conn: Connection) -> int:
+        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
+
+    def other_creates() -> None:
+        ids.append(asyncio.run(other.write(create)))
+
+    def read_then_create(conn: Connection) -> int:
+        conn.execute(select(groups)).all()
+        meanwhile.start()
+        meanwhile.join(timeout=0.3)  # it waits for the write lock until this transaction commits
+        return create(conn)
+
+    meanwhile = threading.Thread(target=other_creates)
+    try:
+        ids.append(asyncio.run(first.write(read_then_create)))
+        meanwhile.join()
+    finally:
+        first.close()
+        other.close()
+
+    assert sorted(ids) == [1, 2]
+    assert count_sessions(engine) == 2
 
 
 def test_a_list_total_follows_creates_refusals_and_deletes_without_counting_the_table(engine: Engine):
