@@ -375,7 +375,7 @@ def test_a_database_that_cannot_be_opened_is_503(tmp_path: Path):
             assert response.headers["retry-after"]
 
 
-def test_a_postgresql_server_that_refuses_connections_is_503_saying_it_cannot_be_reached():
+def test_a_database_server_that_refuses_connections_is_503_saying_it_cannot_be_reached():
     # Nothing listens on port 1: the connection is refused at once. The client learns the kind of
     # outage, not the host.
     refused = Settings(database_url="postgresql+psycopg://postgres@127.0.0.1:1/test", db_timeout=0.5)
