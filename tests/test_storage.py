@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,13 +14,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy import Connection, Engine, delete, event, exc, insert, select, text, update
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from app import create_app
 from edge.settings import Settings
 from storage import migrate, schema, study_sessions
+from storage.database import Database
 from storage.engine import make_engine, transaction
 from storage.errors import Duplicate, NotFound, Unavailable, Unprocessable
 from storage.pages import Page
@@ -168,6 +172,99 @@ def test_concurrent_writers_each_get_their_own_id(settings):
     assert sorted(ids) == list(range(1, 81))
     assert count_sessions(engine) == 80
     engine.dispose()
+
+
+@pytest.mark.backends("sqlite")
+def test_an_error_sqlite3_raises_itself_is_a_bug_that_goes_on_as_it_is_not_an_outage(engine: Engine):
+    # sqlite3's own refusals (a wrong number of bindings) have no result code: the log of the 500
+    # must name them, not an error of ours in telling outages apart.
+    with pytest.raises(exc.ProgrammingError) as raised, transaction(engine) as conn:
+        conn.exec_driver_sql("SELECT ?", ())
+
+    assert "Incorrect number of bindings" in str(raised.value)
+
+
+@pytest.mark.backends("sqlite")
+def test_more_writes_at_once_than_connections_queue_for_the_one_writer_and_all_commit(
+    settings: Settings, engine: Engine
+):
+    db = Database(make_engine(settings.database_url, busy_timeout=0.2, pool_size=2), connections=2, timeout=5)
+
+    def create_slowly(conn: Connection) -> int:
+        time.sleep(0.03)
+        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
+
+    async def six_at_once() -> list[int]:
+        return await asyncio.gather(*(db.write(create_slowly) for _ in range(6)))
+
+    try:
+        ids = asyncio.run(six_at_once())
+    finally:
+        db.close()
+
+    assert sorted(ids) == list(range(1, 7))
+    assert count_sessions(engine) == 6
+
+
+@pytest.mark.backends("sqlite")
+def test_a_read_of_a_database_locked_past_the_timeout_is_tried_once_then_unavailable(
+    settings: Settings, engine: Engine
+):
+    # Only a connection the driver found broken earns a read a second try: a lock is waited out
+    # once, or a client would wait twice DB_TIMEOUT for its 503.
+    engine.dispose()  # in WAL mode, a lock that shuts out readers needs every other connection closed
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE groups SET name = name")
+    db = Database(make_engine(settings.database_url, busy_timeout=0.1), connections=2, timeout=5)
+    tries = []
+    event.listen(db.engine, "do_connect", lambda *_: tries.append(1))
+    try:
+        with pytest.raises(Unavailable) as raised:
+            asyncio.run(db.read(migrate.revision))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        db.close()
+
+    assert raised.value.cause == "it is busy: locked by another writer"
+    assert tries == [1]
+
+
+@pytest.mark.backends("sqlite")
+def test_a_write_holds_the_write_lock_from_its_start_so_another_processs_write_waits_its_turn(
+    settings: Settings, engine: Engine
+):
+    # Two workers on one file. Had `first` begun as a reader, the other's commit after its read
+    # would make its own write fail at once (SQLITE_BUSY, a 503) instead of waiting its turn.
+    first, other = (
+        Database(make_engine(settings.database_url, busy_timeout=5), connections=2, timeout=5) for _ in range(2)
+    )
+    ids = []
+
+    def create(conn: Connection) -> int:
+        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
+
+    def other_creates() -> None:
+        ids.append(asyncio.run(other.write(create)))
+
+    def read_then_create(conn: Connection) -> int:
+        conn.execute(select(groups)).all()
+        meanwhile.start()
+        meanwhile.join(timeout=0.3)  # it waits for the write lock until this transaction commits
+        return create(conn)
+
+    meanwhile = threading.Thread(target=other_creates)
+    try:
+        ids.append(asyncio.run(first.write(read_then_create)))
+        meanwhile.join()
+    finally:
+        first.close()
+        other.close()
+
+    assert sorted(ids) == [1, 2]
+    assert count_sessions(engine) == 2
 
 
 def test_a_list_total_follows_creates_refusals_and_deletes_without_counting_the_table(engine: Engine):

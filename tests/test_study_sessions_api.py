@@ -375,6 +375,65 @@ def test_a_database_that_cannot_be_opened_is_503(tmp_path: Path):
             assert response.headers["retry-after"]
 
 
+def test_a_database_server_that_refuses_connections_is_503_saying_it_cannot_be_reached():
+    # Nothing listens on port 1: the connection is refused at once. The client learns the kind of
+    # outage, not the host.
+    refused = Settings(database_url="postgresql+psycopg://postgres@127.0.0.1:1/test", db_timeout=0.5)
+
+    with TestClient(create_app(refused), raise_server_exceptions=False) as client:
+        for response in (
+            post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1}),
+            client.get("/api/v1/groups"),
+        ):
+            problem = assert_problem(response, 503)
+            assert "(its server cannot be reached, or the connection to it was lost);" in problem["detail"]
+            assert "127.0.0.1" not in response.text
+
+
+@pytest.mark.backends("postgresql")
+def test_a_postgresql_statement_past_db_timeout_is_503_saying_so_and_stores_nothing(settings: Settings, engine: Engine):
+    quick = Settings(**{**settings.__dict__, "db_timeout": 0.5})
+    with engine.connect() as holder, holder.begin():
+        holder.execute(text("LOCK TABLE study_sessions IN ACCESS EXCLUSIVE MODE"))
+        with TestClient(create_app(quick), raise_server_exceptions=False) as client:
+            response = post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1})
+        holder.rollback()
+
+    problem = assert_problem(response, 503)
+    assert "(it did not answer within DB_TIMEOUT);" in problem["detail"]
+    assert count_sessions(engine) == 0
+
+
+@pytest.mark.backends("postgresql")
+def test_a_lost_postgresql_connection_costs_a_write_one_503_and_a_read_nothing(settings: Settings, engine: Engine):
+    # One thread, so one connection: each request meets the one the server just ended. A write is
+    # not tried again (it may have been committed before the loss); a read is, on a new connection.
+    one = Settings(**{**settings.__dict__, "db_pool_size": 1})
+
+    def cut() -> None:
+        with engine.connect() as conn:
+            ended = conn.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        assert ended >= 1
+
+    with TestClient(create_app(one), raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/groups").status_code == 200
+        cut()
+        write = post(client, "/api/v1", {"group_id": 1, "study_activity_id": 1})
+        assert client.get("/api/v1/groups").status_code == 200
+        cut()
+        read = client.get("/api/v1/groups")
+
+    problem = assert_problem(write, 503)
+    assert "(its server cannot be reached, or the connection to it was lost);" in problem["detail"]
+    assert count_sessions(engine) == 0
+    assert read.status_code == 200
+
+
 def test_a_database_without_its_tables_is_a_500_not_a_503(tmp_path: Path):
     # A deployment that skipped the migration is a bug to fix, not an outage to wait out.
     sqlite3.connect(tmp_path / "empty.db").execute("CREATE TABLE something_else (x)").connection.close()
