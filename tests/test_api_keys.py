@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -14,7 +15,7 @@ from starlette.testclient import TestClient
 
 from app import create_app
 from edge.logs import configure_logging
-from edge.security import accepted, digest
+from edge.security import accepted, digest, served_spec
 from edge.settings import Settings, api_key_digests
 from storage.schema import idempotency_keys
 from tests.conftest import TEST_API_KEY, count_sessions
@@ -99,6 +100,42 @@ def json_logs() -> Iterator[io.StringIO]:
     yield stream
     root.handlers[:], level = saved
     root.setLevel(level)
+
+
+def test_an_open_services_spec_names_no_key_anywhere(client: TestClient):
+    """Without API_KEYS, a client (or a client generator) reading the served spec finds nothing
+    that asks for a key: no scheme, no 401, no WWW-Authenticate header to expect."""
+    served = client.get("/api/v1/openapi.json").json()
+
+    assert "securitySchemes" not in served["components"]
+    assert "Unauthorized" not in served["components"]["responses"]
+    assert "WWW-Authenticate" not in served["components"]["headers"]
+    operations = [op for item in served["paths"].values() for op in item.values() if isinstance(op, dict)]
+    assert operations and all("security" not in op and "401" not in op["responses"] for op in operations)
+
+
+def test_a_path_items_shared_entries_do_not_hide_the_operations_after_them():
+    """`parameters` or `summary` may come first in a path item; the operations after them are
+    opened (no key) or closed (reads need one) all the same."""
+    unauthorized = {"$ref": "#/components/responses/Unauthorized"}
+    spec: dict[str, Any] = {
+        "paths": {
+            "/things/{id}": {
+                "summary": "A thing",
+                "parameters": [{"name": "id", "in": "path"}],
+                "get": {"tags": ["things"], "responses": {"200": {}}},
+                "post": {"tags": ["things"], "security": [{"ApiKey": []}], "responses": {"401": unauthorized}},
+            }
+        },
+        "components": {"securitySchemes": {"ApiKey": {}}, "responses": {"Unauthorized": {}}, "headers": {}},
+    }
+
+    opened = served_spec(spec, api_keys=frozenset(), reads_need_api_key=False)["paths"]["/things/{id}"]
+    closed = served_spec(spec, api_keys=frozenset({digest("k")}), reads_need_api_key=True)["paths"]["/things/{id}"]
+
+    assert "security" not in opened["post"] and "401" not in opened["post"]["responses"]
+    assert closed["get"]["security"] == [{"ApiKey": []}] and closed["get"]["responses"]["401"] == unauthorized
+    assert "security" in spec["paths"]["/things/{id}"]["post"], "the spec given is left as it was"
 
 
 def test_an_open_service_says_so_once_at_start_up(settings: Settings, engine: Engine, json_logs: io.StringIO):
