@@ -20,6 +20,7 @@ from starlette.types import Message
 
 from app import SPEC, create_app
 from edge import metrics
+from edge.middleware import MAX_BODY_BYTES
 from edge.middleware import body as body_module
 from edge.settings import Settings
 from tests.conftest import count_sessions
@@ -167,8 +168,11 @@ def test_every_method_a_path_does_not_take_is_a_405_with_allow(client: TestClien
             assert response.headers["content-type"] == PROBLEM
 
 
-def asgi_post(service, headers: list[tuple[bytes, bytes]], chunks: list[bytes], pause: float = 0.0) -> tuple[int, int]:
-    """POSTs `chunks` straight through ASGI, `pause` seconds apart; the status, and the chunks read."""
+def asgi_post(
+    service, headers: list[tuple[bytes, bytes]], chunks: list[bytes | None], pause: float = 0.0
+) -> tuple[int, int]:
+    """POSTs `chunks` straight through ASGI, `pause` seconds apart; the status, and the chunks read.
+    A chunk of None is a message without a body, which ASGI allows."""
     read = 0
     started: list[Message] = []
 
@@ -177,7 +181,10 @@ def asgi_post(service, headers: list[tuple[bytes, bytes]], chunks: list[bytes], 
         if read:
             await asyncio.sleep(pause)
         read += 1
-        return {"type": "http.request", "body": chunks[read - 1], "more_body": read < len(chunks)}
+        message: Message = {"type": "http.request", "more_body": read < len(chunks)}
+        if chunks[read - 1] is not None:
+            message["body"] = chunks[read - 1]
+        return message
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -207,6 +214,52 @@ def test_a_body_shorter_than_its_content_length_says_is_read_as_it_is(settings: 
 
     assert status == 400
     assert count_sessions(engine) == 0
+
+
+def test_a_body_of_exactly_the_limit_is_taken(client: TestClient, engine: Engine):
+    body = json.dumps(GOOD).encode().ljust(MAX_BODY_BYTES)
+
+    response = client.post("/api/v1/study-sessions", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 201, response.text
+    assert count_sessions(engine) == 1
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_a_body_over_the_limit_is_a_413_naming_the_limit_whatever_the_method_and_path(client: TestClient, method: str):
+    # No operation takes a PUT or a PATCH yet: their bodies are bounded all the same, before routing's 404.
+    response = client.request(
+        method, "/api/v1/nowhere", content=b" " * (MAX_BODY_BYTES + 1), headers={"content-type": "application/json"}
+    )
+
+    assert assert_problem(response, 413) == {
+        "type": "about:blank",
+        "title": "Content Too Large",
+        "detail": f"The request body is larger than {MAX_BODY_BYTES} bytes.",
+        "status": 413,
+    }
+
+
+def test_a_request_message_without_a_body_is_an_empty_chunk_as_asgi_has_it(settings: Settings, engine: Engine):
+    status, read = asgi_post(create_app(settings, engine), [], [None, json.dumps(GOOD).encode(), None])
+
+    assert (status, read) == (201, 3)
+    assert count_sessions(engine) == 1
+
+
+def test_utf8_is_the_one_charset_taken_and_any_other_is_a_415_naming_it(client: TestClient, engine: Engine):
+    def post(charset: str):
+        content_type = f"application/json; charset={charset}"
+        return client.post("/api/v1/study-sessions", json=GOOD, headers={"content-type": content_type})
+
+    taken = post("utf8")
+    refused = {charset: post(charset) for charset in ("utf-16", "Xutf8", "utf-8=x")}  # a charset is all after its "="
+
+    assert taken.status_code == 201, taken.text
+    assert {charset: assert_problem(response, 415)["detail"] for charset, response in refused.items()} == {
+        charset: f"The body is {charset}; send it as UTF-8." for charset in refused
+    }
+    assert count_sessions(engine) == 1
 
 
 def test_a_body_trickled_in_is_cut_off_with_a_408(settings: Settings, engine: Engine, monkeypatch):
