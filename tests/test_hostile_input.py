@@ -61,7 +61,7 @@ def test_huge_queries_are_414_and_the_answer_stays_small(client: TestClient, eng
     response = client.get(f"/api/v1/study-sessions?{query}")
 
     problem = assert_problem(response, 414)
-    assert problem["detail"] == "The query is longer than 2048 bytes."
+    assert (problem["title"], problem["detail"]) == ("URI Too Long", "The query is longer than 2048 bytes.")
     assert len(response.content) < 1000
     still_served(client, engine)
 
@@ -82,7 +82,25 @@ def test_more_than_20_query_parameters_are_a_400_and_none_is_parsed(
 
     problem = assert_problem(response, 400)
     assert problem["detail"] == "The query has more than 20 parameters."
+    assert problem["errors"] == [{"detail": "The query has more than 20 parameters.", "pointer": ""}]
     assert parsed == []
+
+
+def test_a_query_of_exactly_2048_bytes_is_taken(client: TestClient):
+    query = "page=" + "1".rjust(2048 - len("page="), "0")
+
+    assert client.get(f"/api/v1/groups?{query}").status_code == 200
+
+
+def test_headers_over_16_kib_are_a_431_naming_the_limit(client: TestClient):
+    response = client.get("/api/v1/groups", headers={"x-big": "a" * 20000})
+
+    assert assert_problem(response, 431) == {
+        "type": "about:blank",
+        "title": "Request Header Fields Too Large",
+        "detail": "The request's headers are larger than 16384 bytes.",
+        "status": 431,
+    }
 
 
 ID_PATHS = [
@@ -214,6 +232,18 @@ def test_a_body_shorter_than_its_content_length_says_is_read_as_it_is(settings: 
 
     assert status == 400
     assert count_sessions(engine) == 0
+
+
+def test_headers_of_exactly_16_kib_are_taken_and_one_byte_more_is_a_431(settings: Settings, engine: Engine):
+    # A header weighs its name, its value and 4 bytes (": " and CRLF); asgi_post sends Host and
+    # Content-Type, 18 + 32 bytes, and X-Big weighs 9 bytes besides its value.
+    fill = 16384 - 18 - 32 - 9
+    service = create_app(settings, engine)
+
+    at_limit, _ = asgi_post(service, [(b"x-big", b"a" * fill)], [json.dumps(GOOD).encode()])
+    over, _ = asgi_post(service, [(b"x-big", b"a" * (fill + 1))], [json.dumps(GOOD).encode()])
+
+    assert (at_limit, over) == (201, 431)
 
 
 def test_a_body_of_exactly_the_limit_is_taken(client: TestClient, engine: Engine):
