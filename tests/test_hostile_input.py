@@ -130,6 +130,27 @@ def test_an_id_of_5000_digits_is_a_400_naming_it_counted_and_never_a_traceback(
     assert "Traceback" not in json_logs.getvalue() and "ERROR" not in json_logs.getvalue()
 
 
+def test_a_path_with_a_slash_more_is_a_404_problem_not_a_redirect_and_the_path_without_is_served(client: TestClient):
+    answers = [
+        client.get(path, follow_redirects=False) for path in ("/api/v1/groups/", "/api/v1/groups/1/words/", "//")
+    ]
+
+    for response in answers:
+        assert assert_problem(response, 404) == {
+            "type": "about:blank",
+            "title": "Not Found",
+            "detail": "Nothing is at this path.",
+            "status": 404,
+        }
+    assert [client.get(path).status_code for path in ("/api/v1/groups", "/api/v1/groups/1/words")] == [200, 200]
+
+
+def test_a_5000_digit_segment_of_a_path_the_spec_has_not_is_a_404(client: TestClient):
+    response = client.get("/api/v1/nowhere/" + "7" * 5000)
+
+    assert assert_problem(response, 404)["detail"] == "Nothing is at this path."
+
+
 @pytest.mark.parametrize(
     ("content", "detail"),
     [
