@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -208,7 +209,7 @@ def test_every_method_a_path_does_not_take_is_a_405_with_allow(client: TestClien
 
 
 def asgi_post(
-    service, headers: list[tuple[bytes, bytes]], chunks: list[bytes | None], pause: float = 0.0
+    service, headers: list[tuple[bytes, bytes]], chunks: Sequence[bytes | None], pause: float = 0.0
 ) -> tuple[int, int]:
     """POSTs `chunks` straight through ASGI, `pause` seconds apart; the status, and the chunks read.
     A chunk of None is a message without a body, which ASGI allows."""
