@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from starlette.types import Message
 
 from app import SPEC, create_app
 from edge import metrics
+from edge.middleware import MAX_BODY_BYTES
 from edge.middleware import body as body_module
 from edge.settings import Settings
 from tests.conftest import count_sessions
@@ -60,7 +62,7 @@ def test_huge_queries_are_414_and_the_answer_stays_small(client: TestClient, eng
     response = client.get(f"/api/v1/study-sessions?{query}")
 
     problem = assert_problem(response, 414)
-    assert problem["detail"] == "The query is longer than 2048 bytes."
+    assert (problem["title"], problem["detail"]) == ("URI Too Long", "The query is longer than 2048 bytes.")
     assert len(response.content) < 1000
     still_served(client, engine)
 
@@ -81,7 +83,25 @@ def test_more_than_20_query_parameters_are_a_400_and_none_is_parsed(
 
     problem = assert_problem(response, 400)
     assert problem["detail"] == "The query has more than 20 parameters."
+    assert problem["errors"] == [{"detail": "The query has more than 20 parameters.", "pointer": ""}]
     assert parsed == []
+
+
+def test_a_query_of_exactly_2048_bytes_is_taken(client: TestClient):
+    query = "page=" + "1".rjust(2048 - len("page="), "0")
+
+    assert client.get(f"/api/v1/groups?{query}").status_code == 200
+
+
+def test_headers_over_16_kib_are_a_431_naming_the_limit(client: TestClient):
+    response = client.get("/api/v1/groups", headers={"x-big": "a" * 20000})
+
+    assert assert_problem(response, 431) == {
+        "type": "about:blank",
+        "title": "Request Header Fields Too Large",
+        "detail": "The request's headers are larger than 16384 bytes.",
+        "status": 431,
+    }
 
 
 ID_PATHS = [
@@ -109,6 +129,27 @@ def test_an_id_of_5000_digits_is_a_400_naming_it_counted_and_never_a_traceback(
     assert [e["parameter"] for e in problem["errors"]] == [name]
     assert metrics.REQUESTS.labels(metrics.UNROUTED, "400")._value.get() == before + 1
     assert "Traceback" not in json_logs.getvalue() and "ERROR" not in json_logs.getvalue()
+
+
+def test_a_path_with_a_slash_more_is_a_404_problem_not_a_redirect_and_the_path_without_is_served(client: TestClient):
+    answers = [
+        client.get(path, follow_redirects=False) for path in ("/api/v1/groups/", "/api/v1/groups/1/words/", "//")
+    ]
+
+    for response in answers:
+        assert assert_problem(response, 404) == {
+            "type": "about:blank",
+            "title": "Not Found",
+            "detail": "Nothing is at this path.",
+            "status": 404,
+        }
+    assert [client.get(path).status_code for path in ("/api/v1/groups", "/api/v1/groups/1/words")] == [200, 200]
+
+
+def test_a_5000_digit_segment_of_a_path_the_spec_has_not_is_a_404(client: TestClient):
+    response = client.get("/api/v1/nowhere/" + "7" * 5000)
+
+    assert assert_problem(response, 404)["detail"] == "Nothing is at this path."
 
 
 @pytest.mark.parametrize(
@@ -167,8 +208,11 @@ def test_every_method_a_path_does_not_take_is_a_405_with_allow(client: TestClien
             assert response.headers["content-type"] == PROBLEM
 
 
-def asgi_post(service, headers: list[tuple[bytes, bytes]], chunks: list[bytes], pause: float = 0.0) -> tuple[int, int]:
-    """POSTs `chunks` straight through ASGI, `pause` seconds apart; the status, and the chunks read."""
+def asgi_post(
+    service, headers: list[tuple[bytes, bytes]], chunks: Sequence[bytes | None], pause: float = 0.0
+) -> tuple[int, int]:
+    """POSTs `chunks` straight through ASGI, `pause` seconds apart; the status, and the chunks read.
+    A chunk of None is a message without a body, which ASGI allows."""
     read = 0
     started: list[Message] = []
 
@@ -177,7 +221,10 @@ def asgi_post(service, headers: list[tuple[bytes, bytes]], chunks: list[bytes], 
         if read:
             await asyncio.sleep(pause)
         read += 1
-        return {"type": "http.request", "body": chunks[read - 1], "more_body": read < len(chunks)}
+        message: Message = {"type": "http.request", "more_body": read < len(chunks)}
+        if chunks[read - 1] is not None:
+            message["body"] = chunks[read - 1]
+        return message
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -207,6 +254,64 @@ def test_a_body_shorter_than_its_content_length_says_is_read_as_it_is(settings: 
 
     assert status == 400
     assert count_sessions(engine) == 0
+
+
+def test_headers_of_exactly_16_kib_are_taken_and_one_byte_more_is_a_431(settings: Settings, engine: Engine):
+    # A header weighs its name, its value and 4 bytes (": " and CRLF); asgi_post sends Host and
+    # Content-Type, 18 + 32 bytes, and X-Big weighs 9 bytes besides its value.
+    fill = 16384 - 18 - 32 - 9
+    service = create_app(settings, engine)
+
+    at_limit, _ = asgi_post(service, [(b"x-big", b"a" * fill)], [json.dumps(GOOD).encode()])
+    over, _ = asgi_post(service, [(b"x-big", b"a" * (fill + 1))], [json.dumps(GOOD).encode()])
+
+    assert (at_limit, over) == (201, 431)
+
+
+def test_a_body_of_exactly_the_limit_is_taken(client: TestClient, engine: Engine):
+    body = json.dumps(GOOD).encode().ljust(MAX_BODY_BYTES)
+
+    response = client.post("/api/v1/study-sessions", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 201, response.text
+    assert count_sessions(engine) == 1
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_a_body_over_the_limit_is_a_413_naming_the_limit_whatever_the_method_and_path(client: TestClient, method: str):
+    # No operation takes a PUT or a PATCH yet: their bodies are bounded all the same, before routing's 404.
+    response = client.request(
+        method, "/api/v1/nowhere", content=b" " * (MAX_BODY_BYTES + 1), headers={"content-type": "application/json"}
+    )
+
+    assert assert_problem(response, 413) == {
+        "type": "about:blank",
+        "title": "Content Too Large",
+        "detail": f"The request body is larger than {MAX_BODY_BYTES} bytes.",
+        "status": 413,
+    }
+
+
+def test_a_request_message_without_a_body_is_an_empty_chunk_as_asgi_has_it(settings: Settings, engine: Engine):
+    status, read = asgi_post(create_app(settings, engine), [], [None, json.dumps(GOOD).encode(), None])
+
+    assert (status, read) == (201, 3)
+    assert count_sessions(engine) == 1
+
+
+def test_utf8_is_the_one_charset_taken_and_any_other_is_a_415_naming_it(client: TestClient, engine: Engine):
+    def post(charset: str):
+        content_type = f"application/json; charset={charset}"
+        return client.post("/api/v1/study-sessions", json=GOOD, headers={"content-type": content_type})
+
+    taken = post("utf8")
+    refused = {charset: post(charset) for charset in ("utf-16", "Xutf8", "utf-8=x")}  # a charset is all after its "="
+
+    assert taken.status_code == 201, taken.text
+    assert {charset: assert_problem(response, 415)["detail"] for charset, response in refused.items()} == {
+        charset: f"The body is {charset}; send it as UTF-8." for charset in refused
+    }
+    assert count_sessions(engine) == 1
 
 
 def test_a_body_trickled_in_is_cut_off_with_a_408(settings: Settings, engine: Engine, monkeypatch):
