@@ -64,7 +64,7 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
     "keys": (["edge/security.py"], ["tests/test_api_keys.py", "tests/test_settings.py"]),
     "input": (
         ["edge/validation.py", "edge/middleware/body.py", "edge/middleware/paths.py"],
-        ["tests/test_hostile_input.py", "tests/test_connexion_internals.py"],
+        ["tests/test_hostile_input.py", "tests/test_request_validation.py", "tests/test_connexion_internals.py"],
     ),
     "problems": (
         ["edge/problems.py"],
@@ -84,7 +84,7 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
             "edge/middleware/request_log.py",
             "edge/middleware/platform.py",
         ],
-        ["tests/test_operations.py"],
+        ["tests/test_operations.py", "tests/test_service.py"],
     ),
     "headers": (
         ["edge/middleware/hardening.py", "edge/middleware/cors.py", "edge/middleware/base.py"],
