@@ -209,10 +209,15 @@ def test_every_method_a_path_does_not_take_is_a_405_with_allow(client: TestClien
 
 
 def asgi_post(
-    service, headers: list[tuple[bytes, bytes]], chunks: Sequence[bytes | None], pause: float = 0.0
+    service,
+    headers: list[tuple[bytes, bytes]],
+    chunks: Sequence[bytes | None],
+    pause: float = 0.0,
+    answer: bytearray | None = None,
 ) -> tuple[int, int]:
-    """POSTs `chunks` straight through ASGI, `pause` seconds apart; the status, and the chunks read.
-    A chunk of None is a message without a body, which ASGI allows."""
+    """POSTs `chunks` straight through ASGI, `pause` seconds apart; the status, and the chunks read
+    (the answer's body goes into `answer`, where given). A chunk of None is a message without a
+    body, which ASGI allows."""
     read = 0
     started: list[Message] = []
 
@@ -229,6 +234,8 @@ def asgi_post(
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
             started.append(message)
+        elif answer is not None:
+            answer.extend(message.get("body", b""))
 
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
@@ -319,9 +326,12 @@ def test_a_body_trickled_in_is_cut_off_with_a_408(settings: Settings, engine: En
     chunks = [b'{"group_id": 1, ', b'"study_activity_id": 1', b"}"]
 
     started = time.monotonic()
-    status, read = asgi_post(create_app(settings, engine), [], chunks, pause=0.4)
+    answer = bytearray()
+    status, read = asgi_post(create_app(settings, engine), [], chunks, pause=0.4, answer=answer)
 
     assert status == 408 and read == 2
+    problem = json.loads(answer)
+    assert (problem["title"], problem["detail"]) == ("Request Timeout", "The request body did not arrive within 0.5 s.")
     assert time.monotonic() - started < 2
     assert count_sessions(engine) == 0
 

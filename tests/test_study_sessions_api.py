@@ -242,7 +242,8 @@ def test_a_body_without_a_content_type_or_not_in_utf8_is_415(client: TestClient,
         "/api/v1/study-sessions", content=b'{"group_id": 1, "study_activity_id": 1}', headers=headers
     )
 
-    assert_problem(response, 415)
+    missing = "The body has no Content-Type; send it as application/json."
+    assert assert_problem(response, 415)["detail"] == ("The body is utf-16; send it as UTF-8." if headers else missing)
     assert count_sessions(engine) == 0
 
 
@@ -265,7 +266,8 @@ def test_a_content_length_that_is_not_a_number_is_400(client: TestClient, engine
         headers={"content-type": "application/json", "content-length": "ten"},
     )
 
-    assert_problem(response, 400)
+    problem = assert_problem(response, 400)
+    assert (problem["title"], problem["detail"]) == ("Bad Request", "Content-Length is not a whole number.")
     assert count_sessions(engine) == 0
 
 
