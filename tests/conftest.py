@@ -14,6 +14,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hypothesis
 import pytest
@@ -173,6 +174,16 @@ def json_logs() -> Iterator[io.StringIO]:
 def base(request: pytest.FixtureRequest) -> str:
     """Each base path the service answers on."""
     return str(request.param)
+
+
+def asgi_scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope a server hands the service for an HTTP/1.1 request, with `headers` after Host:
+    for tests that drive the app's receive and send themselves."""
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"testserver"), *headers], "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+    }  # fmt: skip
 
 
 def count_sessions(engine: Engine) -> int:

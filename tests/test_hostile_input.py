@@ -24,7 +24,7 @@ from edge import metrics
 from edge.middleware import MAX_BODY_BYTES
 from edge.middleware import body as body_module
 from edge.settings import Settings
-from tests.conftest import count_sessions
+from tests.conftest import asgi_scope, count_sessions
 from tests.servers import service
 
 GOOD = {"group_id": 1, "study_activity_id": 1}
@@ -237,12 +237,7 @@ def asgi_post(
         elif answer is not None:
             answer.extend(message.get("body", b""))
 
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/api/v1/study-sessions", "raw_path": b"/api/v1/study-sessions", "root_path": "", "query_string": b"",
-        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
-        "client": ("127.0.0.1", 1), "server": ("testserver", 80),
-    }  # fmt: skip
+    scope = asgi_scope("POST", "/api/v1/study-sessions", [(b"content-type", b"application/json"), *headers])
     asyncio.run(service(scope, receive, send))
     return started[0]["status"], read
 
@@ -439,12 +434,9 @@ def test_a_client_that_goes_away_mid_body_is_logged_and_counted_as_gone_not_as_a
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/api/v1/study-sessions", "raw_path": b"/api/v1/study-sessions", "root_path": "", "query_string": b"",
-        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), (b"content-length", b"100")],
-        "client": ("127.0.0.1", 1), "server": ("testserver", 80),
-    }  # fmt: skip
+    scope = asgi_scope(
+        "POST", "/api/v1/study-sessions", [(b"content-type", b"application/json"), (b"content-length", b"100")]
+    )
     requests = metrics.REQUESTS.labels
     counted = {status: requests("create_study_session", status)._value.get() for status in ("499", "500")}
 

@@ -18,6 +18,7 @@ from app import create_app
 from edge import metrics
 from edge.settings import Settings
 from storage import migrate
+from tests.conftest import asgi_scope
 
 
 def test_healthz_answers_without_the_database(tmp_path: Path, base: str):
@@ -159,12 +160,9 @@ def test_a_request_cancelled_before_its_answer_is_logged_and_counted_as_failed(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/api/v1/study-sessions", "raw_path": b"/api/v1/study-sessions", "root_path": "", "query_string": b"",
-        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), (b"content-length", b"100")],
-        "client": ("127.0.0.1", 1), "server": ("testserver", 80),
-    }  # fmt: skip
+    scope = asgi_scope(
+        "POST", "/api/v1/study-sessions", [(b"content-type", b"application/json"), (b"content-length", b"100")]
+    )
     app = create_app(settings, engine)
 
     async def cancelled_while_reading() -> None:
