@@ -128,11 +128,10 @@ def prepare(part: str) -> Path:
 
 
 def main(arguments: list[str]) -> int:
-    parts, _, mutmut_arguments = (
-        (arguments[: arguments.index("--")], "--", arguments[arguments.index("--") + 1 :])
-        if "--" in arguments
-        else (arguments, "", [])
-    )
+    parts, mutmut_arguments = arguments, []
+    if "--" in arguments:
+        split = arguments.index("--")
+        parts, mutmut_arguments = arguments[:split], arguments[split + 1 :]
     unknown = [part for part in parts if part not in PARTS]
     if unknown:
         print(f"no such part: {', '.join(unknown)}; the parts are {', '.join(PARTS)}", file=sys.stderr)
