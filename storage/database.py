@@ -1,10 +1,14 @@
-"""The database as the asynchronous service sees it: each transaction runs on a thread of this
-process's own, so that a slow or locked database holds a thread, never the event loop."""
+"""The database as the asynchronous service sees it. On PostgreSQL each transaction runs on a
+thread of this process's own, so that a slow or locked database holds a thread, never the event
+loop. On SQLite, whose statements take microseconds, a transaction runs on the event loop itself
+unless it would wait or run long: a lock held elsewhere is waited for with asyncio's sleeps, and a
+transaction that runs past a few milliseconds is stopped and run again on a thread."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -19,18 +23,39 @@ from storage.errors import Unavailable
 P = ParamSpec("P")
 T = TypeVar("T")
 
+LOOP_BUDGET = 0.01
+"""Seconds a SQLite transaction may run on the event loop before it is stopped and run again on a
+thread (every other request waits while it runs there)."""
+PROGRESS_STEPS = 1000
+"""SQLite virtual-machine steps between two looks at the clock: a few tens of microseconds."""
+FIRST_WAIT, LONGEST_WAIT = 0.0005, 0.01
+"""Seconds between a SQLite transaction's tries while another process holds the lock it needs:
+doubling from the first to the longest, until the timeout."""
+_BUSY, _INTERRUPTED = 5, 9  # SQLite's primary result codes SQLITE_BUSY and SQLITE_INTERRUPT
+_BUSY_CAUSE = "it is busy: locked by another writer"
+
 
 class Database:
-    """Runs `work(conn, ...)` in one transaction on a thread of this process, each thread keeping
-    one connection for its life (a connection lost on the way is replaced on the thread's next
-    transaction).
+    """Runs `work(conn, ...)` in one transaction and answers its result; `work` is plain
+    synchronous code that must not wait on anything but the database.
 
-    There are as many threads as `connections`. On SQLite, writes queue for one writer thread (the
-    file takes one writer at a time, and a queue in the process hands over at once where SQLite's
-    busy handler would sleep) and reads share the others; on a server database, reads and writes
-    share them all.
-    A transaction that waited `timeout` seconds for its thread is not started: it raises
-    `Unavailable`, and nothing is stored."""
+    On PostgreSQL (and any server database) every transaction runs on one of `connections` threads
+    of this process, each keeping one connection for its life (a connection lost on the way is
+    replaced on the thread's next transaction).
+
+    On SQLite one connection of the event loop's own runs each transaction where it is asked for,
+    with no hand-off to a thread: SQLite answers the service's statements in microseconds, and a
+    thread hand-off costs more than the statements. It never blocks the loop on a lock: it does not
+    use SQLite's busy handler, and a transaction that finds the file locked by another process is
+    tried again after a short asyncio sleep, until `timeout` (then `Unavailable`). A transaction
+    still running after LOOP_BUDGET seconds is interrupted (rolled back, nothing stored) and run
+    again on a thread: writes on one writer thread (the file takes one writer at a time), reads on
+    the others. So `connections` is the loop's one, the writer's and at least one reader's.
+
+    Wherever it runs, a transaction that waited `timeout` seconds for its thread is not started,
+    and one still running `timeout` seconds after it was asked for is interrupted (on SQLite;
+    PostgreSQL's statement timeout does the same there): each raises `Unavailable`, and nothing
+    is stored."""
 
     def __init__(
         self,
@@ -47,29 +72,108 @@ class Database:
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._lock = threading.Lock()
-        if engine.dialect.name == "sqlite":
-            self._reads = ThreadPoolExecutor(max(1, connections - 1), thread_name_prefix="db-read")
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._here: Connection | None = None  # the event loop's connection (SQLite)
+        self._here_raw: Any = None
+        self._opening: asyncio.Future[None] | None = None
+        if self._sqlite:
+            readers = max(1, connections - 2)
+            self._reads = ThreadPoolExecutor(readers, thread_name_prefix="db-read")
             self._writes = ThreadPoolExecutor(1, thread_name_prefix="db-write")
-            self.connections = max(1, connections - 1) + 1
+            self.connections = 1 + 1 + readers
         else:
             self._reads = self._writes = ThreadPoolExecutor(connections, thread_name_prefix="db")
             self.connections = connections  # how many connections (and threads) this opens at most
 
     async def read(self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """`work`'s answer, from a read-only transaction."""
-        return await self._run(self._reads, False, work, *args, **kwargs)
+        if self._sqlite:
+            return await self._here_or_on_thread(self._reads, False, work, *args, **kwargs)
+        return await self._on_thread(self._reads, False, time.monotonic(), work, *args, **kwargs)
 
     async def write(self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """`work`'s answer, from a transaction that may write; committed before this returns."""
-        return await self._run(self._writes, True, work, *args, **kwargs)
+        if self._sqlite:
+            return await self._here_or_on_thread(self._writes, True, work, *args, **kwargs)
+        return await self._on_thread(self._writes, True, time.monotonic(), work, *args, **kwargs)
 
-    async def _run(
+    async def _here_or_on_thread(
         self, pool: ThreadPoolExecutor, write: bool, work: Callable[..., T], /, *args: Any, **kwargs: Any
     ) -> T:
-        queued = time.monotonic()
+        asked = time.monotonic()
+        if self._here is None:
+            await self._opened(pool)
+        wait = FIRST_WAIT
+        while True:
+            try:
+                return self._transact_here(write, work, args, kwargs)
+            except _LockedElsewhere:
+                if time.monotonic() + wait - asked > self.timeout:
+                    raise Unavailable(f"the database stayed locked for {self.timeout} s", cause=_BUSY_CAUSE) from None
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, LONGEST_WAIT)
+            except _TooLongForTheLoop:
+                return await self._on_thread(pool, write, asked, work, *args, **kwargs)
 
+    def _transact_here(self, write: bool, work: Callable[..., T], args: Any, kwargs: Any) -> T:
+        try:
+            with outages_as_unavailable():
+                conn = self._here_connection()
+                conn.execution_options(write=write)  # BEGIN IMMEDIATE or BEGIN (storage.engine)
+                with conn.begin():
+                    return _bounded(conn, time.monotonic() + LOOP_BUDGET, work, args, kwargs)
+        except Unavailable as error:
+            code = _sqlite_code(error)
+            if code == _BUSY:
+                raise _LockedElsewhere from error
+            if code == _INTERRUPTED:
+                raise _TooLongForTheLoop from error
+            if _lost_connection(error):
+                self._drop_here()
+            raise
+
+    async def _opened(self, pool: ThreadPoolExecutor) -> None:
+        """Opens the event loop's connection, once however many transactions ask at once: on a
+        thread, as opening a file may wait on its lock (the pragmas that set it up)."""
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().run_in_executor(pool, self._open_here)
+        opening = self._opening
+        try:
+            await asyncio.shield(opening)
+        finally:
+            if opening.done() and self._opening is opening:
+                self._opening = None
+
+    def _open_here(self) -> None:
+        with outages_as_unavailable():
+            conn = self.engine.connect()
+        with self._lock:
+            self._connections.append(conn)
+        self._here = conn
+        self._observe_open()
+
+    def _here_connection(self) -> Connection:
+        conn = self._here
+        if conn is None:  # closed meanwhile
+            raise Unavailable("the database is closed", cause="it is shutting down")
+        raw: Any = conn.connection.driver_connection
+        if raw is not self._here_raw:  # new, or replaced by the pool after a loss: never wait on a lock
+            raw.execute("PRAGMA busy_timeout = 0")
+            self._here_raw = raw
+        return conn
+
+    def _drop_here(self) -> None:
+        conn, self._here, self._here_raw = self._here, None, None
+        if conn is not None:
+            with self._lock:
+                self._connections.remove(conn)
+            conn.close()
+
+    async def _on_thread(
+        self, pool: ThreadPoolExecutor, write: bool, asked: float, work: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> T:
         def run() -> T:
-            if time.monotonic() - queued > self.timeout:
+            if time.monotonic() - asked > self.timeout:
                 busy = "it is busy: no database thread came free in time"
                 raise Unavailable(f"no database thread came free in {self.timeout} s", cause=busy)
             self._count(+1)
@@ -88,17 +192,23 @@ class Database:
             with outages_as_unavailable():
                 conn = self._connection(write)
                 with conn.begin():
+                    if self._sqlite:
+                        return _bounded(conn, asked + self.timeout, work, args, kwargs)
                     return work(conn, *args, **kwargs)
 
         # The caller's context (its request id, for the log) goes along, as asyncio.to_thread does.
         return await asyncio.get_running_loop().run_in_executor(pool, contextvars.copy_context().run, run)
 
     def _count(self, change: int) -> None:
-        """Reports the transactions running and the connections open, to `observe`."""
+        """Reports the transactions running on threads and the connections open, to `observe`
+        (those on the event loop end before anything else in the process can look)."""
         with self._lock:
             self._in_use += change
             in_use, open_ = self._in_use, len(self._connections)
         self._observe(in_use, open_)
+
+    def _observe_open(self) -> None:
+        self._count(0)
 
     def _connection(self, write: bool) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)
@@ -118,7 +228,34 @@ class Database:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+        self._here = self._here_raw = None
         self.engine.dispose()
+
+
+class _LockedElsewhere(Exception):
+    """SQLite said busy: another process holds the lock this transaction needs."""
+
+
+class _TooLongForTheLoop(Exception):
+    """The transaction ran past LOOP_BUDGET on the event loop and was interrupted."""
+
+
+def _bounded(conn: Connection, deadline: float, work: Callable[..., T], args: Any, kwargs: Any) -> T:
+    """`work(conn, ...)`, interrupted by SQLite (SQLITE_INTERRUPT, the transaction rolled back) if
+    it is still running at `deadline`; the commit that follows is never interrupted."""
+    raw: Any = conn.connection.driver_connection
+    raw.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
+    try:
+        return work(conn, *args, **kwargs)
+    finally:
+        raw.set_progress_handler(None, 0)
+
+
+def _sqlite_code(error: Unavailable) -> int | None:
+    cause = error.__cause__
+    if isinstance(cause, exc.DBAPIError) and isinstance(cause.orig, sqlite3.Error):
+        return getattr(cause.orig, "sqlite_errorcode", 0) & 0xFF
+    return None
 
 
 def _lost_connection(error: Unavailable) -> bool:

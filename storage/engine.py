@@ -49,11 +49,12 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SI
         uri = f"file:{quote(str(Path(path).resolve()))}?mode=rw"
         parsed = parsed.set(database=uri, query={**parsed.query, "uri": "true"})
     # Waiting for a pooled connection is bounded like waiting for a lock: past it, Unavailable.
-    # SQLite needs two at least: storage.database keeps one for its writer, one or more for reads.
+    # SQLite needs three at least: storage.database keeps one for the event loop, one for its
+    # writer thread, one or more for its reader threads.
     engine = create_engine(
         parsed,
         hide_parameters=True,
-        pool_size=max(pool_size, 2),
+        pool_size=max(pool_size, 3),
         max_overflow=0,
         pool_timeout=busy_timeout,
         connect_args={"timeout": busy_timeout},
@@ -142,6 +143,8 @@ _SQLITE_OUTAGES = {
     14: "its file cannot be opened",  # SQLITE_CANTOPEN
     15: "it is busy: a locking protocol error",  # SQLITE_PROTOCOL
     26: "its file is not a database",  # SQLITE_NOTADB: the file at the path is not (or no longer) one
+    # storage.database stops a transaction still running DB_TIMEOUT after it was asked for.
+    9: "it did not answer within DB_TIMEOUT",  # SQLITE_INTERRUPT
 }
 
 

@@ -153,6 +153,36 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits(
     assert waited < 20
 
 
+@pytest.mark.backends("sqlite")
+def test_with_the_write_lock_held_elsewhere_creates_wait_and_are_503_while_reads_go_on(
+    tmp_path: Path, backend: str, database_url: str, engine: Engine
+):
+    # On SQLite the workers run transactions on their event loops: a create that finds the file
+    # locked must wait with the loop free, so that both workers go on answering reads.
+    with service(tmp_path, database_url, GUNICORN, WORKERS="2", DB_TIMEOUT="2") as (url, _server):
+        first = httpx.post(f"{url}/api/v1/study-sessions", json={"group_id": 1, "study_activity_id": 1}).json()
+        with write_lock(backend, database_url), ThreadPoolExecutor(8) as pool:
+            started = time.monotonic()
+            posts = [
+                pool.submit(httpx.post, f"{url}/api/v1/study-sessions", json={"group_id": 1, "study_activity_id": 1})
+                for _ in range(6)
+            ]
+            reads = []
+            while time.monotonic() - started < 1.5:
+                began = time.monotonic()
+                read = httpx.get(f"{url}/api/v1/study-sessions/{first['id']}", timeout=10)
+                reads.append((read.status_code, time.monotonic() - began))
+            creates = [post.result() for post in posts]
+            waited = time.monotonic() - started
+
+    assert {status for status, _ in reads} == {200}
+    assert max(seconds for _, seconds in reads) < 0.5, reads
+    assert [c.status_code for c in creates] == [503] * 6
+    assert all(c.headers["content-type"] == "application/problem+json" for c in creates)
+    assert waited < 2 + 1.5
+    assert count_sessions(engine) == 1
+
+
 def test_the_metrics_folder_it_makes_outlives_a_worker_and_goes_with_the_master(tmp_path: Path, database_url: str):
     # Without PROMETHEUS_MULTIPROC_DIR the master makes a folder; a worker that exits (replaced,
     # or stopped) must not take it with it, and the master removes it when it stops.

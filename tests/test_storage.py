@@ -7,9 +7,10 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TypeVar
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -29,6 +30,7 @@ from storage.schema import groups, metadata, study_activities
 from tests.conftest import POSTGRESQL_URL, admin_engine, count_sessions, drop_database
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+T = TypeVar("T")
 
 
 def test_the_migrations_build_exactly_the_declared_schema(engine: Engine):
@@ -265,6 +267,110 @@ def test_a_write_holds_the_write_lock_from_its_start_so_another_processs_write_w
 
     assert sorted(ids) == [1, 2]
     assert count_sessions(engine) == 2
+
+
+def counting_to(n: int) -> Callable[[Connection], int]:
+    """A transaction's work that keeps SQLite busy for as long as counting to `n` takes."""
+
+    def count(conn: Connection) -> int:
+        counted = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < :n) SELECT count(*) FROM c"
+        return int(conn.execute(text(counted), {"n": n}).scalar_one())
+
+    return count
+
+
+def with_the_loops_longest_stall(work: Callable[[], Awaitable[T]]) -> tuple[T | BaseException, float, float]:
+    """What `work()` answered (or raised), how long it took, and the longest the event loop went
+    without running anything else meanwhile (a task that wakes every 5 ms measures it)."""
+
+    async def measured() -> tuple[T | BaseException, float, float]:
+        stalls = [0.0]
+
+        async def tick() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.005)
+                stalls.append(time.monotonic() - last - 0.005)
+                last = time.monotonic()
+
+        ticking = asyncio.create_task(tick())
+        await asyncio.sleep(0.02)
+        started = time.monotonic()
+        try:
+            answer: T | BaseException = await work()
+        except Exception as error:  # noqa: BLE001 - the caller asserts on it
+            answer = error
+        took = time.monotonic() - started
+        await asyncio.sleep(0.02)  # the tick a stall delayed comes now
+        ticking.cancel()
+        return answer, took, max(stalls)
+
+    return asyncio.run(measured())
+
+
+@pytest.mark.backends("sqlite")
+def test_a_sqlite_transaction_too_long_for_the_event_loop_is_run_again_on_a_thread_and_answers(settings: Settings):
+    db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=30)
+    try:
+        answer, _took, stall = with_the_loops_longest_stall(lambda: db.read(counting_to(1_000_000)))
+    finally:
+        db.close()
+
+    assert answer == 1_000_000
+    assert stall < 0.1, f"the event loop stood still for {stall:.3f} s"  # counting takes ~0.4 s
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("write", [False, True], ids=["read", "write"])
+def test_a_sqlite_transaction_still_running_at_the_timeout_is_unavailable_and_stores_nothing(
+    settings: Settings, engine: Engine, write: bool
+):
+    db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=1)
+    slow = counting_to(100_000_000)  # tens of seconds
+
+    def create_then_count(conn: Connection) -> int:
+        study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW)
+        return slow(conn)
+
+    try:
+        answer, took, stall = with_the_loops_longest_stall(
+            lambda: db.write(create_then_count) if write else db.read(slow)
+        )
+    finally:
+        db.close()
+
+    assert isinstance(answer, Unavailable)
+    assert answer.cause == "it did not answer within DB_TIMEOUT"
+    assert 1 <= took < 3
+    assert stall < 0.1, f"the event loop stood still for {stall:.3f} s"
+    assert count_sessions(engine) == 0
+
+
+@pytest.mark.backends("sqlite")
+def test_a_sqlite_file_locked_by_another_process_keeps_a_write_waiting_not_the_event_loop(
+    settings: Settings, engine: Engine
+):
+    db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=5)
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    def create(conn: Connection) -> int:
+        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
+
+    async def write_while_locked_for_half_a_second() -> int:
+        asyncio.get_running_loop().call_later(0.5, holder.rollback)
+        return await db.write(create)
+
+    try:
+        answer, took, stall = with_the_loops_longest_stall(write_while_locked_for_half_a_second)
+    finally:
+        holder.close()
+        db.close()
+
+    assert answer == 1
+    assert 0.5 <= took < 1.5
+    assert stall < 0.1, f"the event loop stood still for {stall:.3f} s"
+    assert count_sessions(engine) == 1
 
 
 def test_a_list_total_follows_creates_refusals_and_deletes_without_counting_the_table(engine: Engine):
