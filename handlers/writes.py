@@ -17,7 +17,7 @@ from storage.database import Database
 
 def created(value: Any, location: str) -> idempotency.Response:
     """A 201 for the stored record `value`, at `location`."""
-    return idempotency.Response(201, json.dumps(shape.item(value)), {"Location": location})
+    return idempotency.Response(201, shape.item(value), {"Location": location})
 
 
 async def answer(
@@ -37,4 +37,4 @@ async def answer(
         response = await db.write(
             idempotency.once, client=context["client"], key=key, fingerprint=fingerprint, now=now, work=create
         )
-    return json.loads(response.body), response.status, {**shape.JSON, **response.headers}
+    return response.body, response.status, {**shape.JSON, **response.headers}

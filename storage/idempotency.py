@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, exc, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,10 +29,11 @@ SWEEP_BATCH = 1000
 
 @dataclass(frozen=True)
 class Response:
-    """An answer as it is replayed: status, JSON body text, headers."""
+    """An answer as it is replayed: status, body (what `json` writes: stored as its JSON text),
+    headers."""
 
     status: int
-    body: str
+    body: Any
     headers: dict[str, str]
 
 
@@ -99,11 +101,11 @@ def once(
             raise KeyReused(f"Idempotency key {key!r} was used with another request.")
         if stored.status is None:
             raise InProgress(f"A request with idempotency key {key!r} is still being processed.")
-        return Response(stored.status, stored.body, json.loads(stored.headers))
+        return Response(stored.status, json.loads(stored.body), json.loads(stored.headers))
     response = work(conn)
     answer = {
         "answer_status": response.status,
-        "answer_body": response.body,
+        "answer_body": json.dumps(response.body),
         "answer_headers": json.dumps(response.headers),
     }
     conn.execute(_answer, {**names, **answer})

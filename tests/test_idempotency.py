@@ -202,7 +202,7 @@ def test_a_retry_while_the_first_is_still_running_is_a_409_then_it_gets_the_answ
 
 def test_a_key_exactly_24_hours_old_still_replays_its_answer(engine: Engine):
     first = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-    answers = iter([idempotency.Response(201, '{"n": 1}', {}), idempotency.Response(201, '{"n": 2}', {})])
+    answers = iter([idempotency.Response(201, {"n": 1}, {}), idempotency.Response(201, {"n": 2}, {})])
 
     def once(now: datetime) -> idempotency.Response:
         with engine.begin() as conn:
@@ -210,6 +210,6 @@ def test_a_key_exactly_24_hours_old_still_replays_its_answer(engine: Engine):
                 conn, client="c", key="k", fingerprint="f", now=now, work=lambda _conn: next(answers)
             )
 
-    assert once(first).body == '{"n": 1}'
-    assert once(first + idempotency.KEEP).body == '{"n": 1}'
-    assert once(first + idempotency.KEEP + timedelta(microseconds=1)).body == '{"n": 2}'
+    assert once(first).body == {"n": 1}
+    assert once(first + idempotency.KEEP).body == {"n": 1}
+    assert once(first + idempotency.KEEP + timedelta(microseconds=1)).body == {"n": 2}
