@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import BigInteger, Connection, Select, Table, bindparam, cast, func, select
 
+from storage.compiled import Compiled
 from storage.schema import row_counts
 
 T = TypeVar("T")
@@ -29,20 +30,21 @@ class Page(Generic[T]):
 
 def fetch_page(
     conn: Connection,
-    query: Select[Any],
-    total: Select[Any],
+    query: Compiled,
+    total: Compiled,
     *,
     page: int,
     per_page: int,
-    to_item: Callable[[Any], T],
+    to_item: Callable[[Sequence[Any]], T],
     params: Mapping[str, Any] | None = None,
 ) -> Page[T]:
     """The page numbered `page` (from 1) of `query`, an ordered query whose range of rows is the
     bound parameters `limit` and `offset` (see `paged`), in a list as long as `total` answers (0
     where it finds no row); both take `params` as well."""
     params = dict(params or {})
-    rows = conn.execute(query, {**params, "limit": per_page, "offset": (page - 1) * per_page})
-    return Page([to_item(row) for row in rows], int(conn.execute(total, params).scalar() or 0), page, per_page)
+    rows = query.all(conn, {**params, "limit": per_page, "offset": (page - 1) * per_page})
+    counted = total.first(conn, params)
+    return Page([to_item(row) for row in rows], int(counted[0] or 0) if counted else 0, page, per_page)
 
 
 def paged(query: Select[Any]) -> Select[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage import study_sessions
+from storage.compiled import Compiled
 from storage.errors import NotFound, Unprocessable, Violation
 from storage.pages import Page, fetch_page, paged
 from storage.schema import review_counts, review_items, word_groups, words
@@ -65,8 +67,8 @@ def create(conn: Connection, *, study_session_id: int, word_id: int, correct: bo
 
 _of_session = review_items.c.study_session_id == bindparam("session")
 _one = select(review_items).where(_of_session, review_items.c.id == bindparam("review"))
-_page = paged(select(review_items).where(_of_session).order_by(review_items.c.id))
-_total = select(review_counts.c.reviews).where(review_counts.c.study_session_id == bindparam("session"))
+_page = Compiled(paged(select(review_items).where(_of_session).order_by(review_items.c.id)))
+_total = Compiled(select(review_counts.c.reviews).where(review_counts.c.study_session_id == bindparam("session")))
 
 
 def get(conn: Connection, *, study_session_id: int, id: int) -> ReviewItem:
@@ -84,5 +86,5 @@ def list_page(conn: Connection, *, study_session_id: int, page: int, per_page: i
     return fetch_page(conn, _page, _total, page=page, per_page=per_page, to_item=_item, params=params)
 
 
-def _item(row: Any) -> ReviewItem:
-    return ReviewItem(**row._mapping)
+def _item(row: Sequence[Any]) -> ReviewItem:
+    return ReviewItem(*row)

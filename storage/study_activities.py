@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
+from storage.compiled import Compiled
 from storage.pages import Page, count_of, fetch_page, paged
 from storage.schema import study_activities
 
@@ -19,11 +20,9 @@ class StudyActivity:
 
 
 _by_id = select(study_activities).order_by(study_activities.c.id)
-_page, _total = paged(_by_id), count_of(_by_id)
+_page, _total = Compiled(paged(_by_id)), Compiled(count_of(_by_id))
 
 
 def list_page(conn: Connection, *, page: int, per_page: int) -> Page[StudyActivity]:
     """Study activities by id."""
-    return fetch_page(
-        conn, _page, _total, page=page, per_page=per_page, to_item=lambda row: StudyActivity(**row._mapping)
-    )
+    return fetch_page(conn, _page, _total, page=page, per_page=per_page, to_item=lambda row: StudyActivity(*row))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, bindparam, case, cast, column, func, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 
+from storage.compiled import Compiled
 from storage.errors import Duplicate, NotFound, Unprocessable, Violation
 from storage.pages import Page, counted, fetch_page, paged
 from storage.schema import groups, review_counts, study_activities, study_sessions, study_sessions_id_seq
@@ -54,8 +56,8 @@ _joined = (
 )
 
 
-def _from_row(row: Any) -> StudySession:
-    return StudySession(**row._mapping)
+def _from_row(row: Sequence[Any]) -> StudySession:
+    return StudySession(*row)
 
 
 def parse_created_at(text: str, *, now: datetime) -> datetime:
@@ -82,7 +84,7 @@ SEQUENCE_END = MAX_ID - 1_000_000
 """On PostgreSQL, where the sequence stops and server-picked ids become random free ones (as
 SQLite's rowid does at MAX_ID): short of MAX_ID, so that concurrent writers never run it out."""
 
-_names = (
+_names = Compiled(
     select(groups.c.name, study_activities.c.name)
     .join_from(groups, study_activities, study_activities.c.id == bindparam("study_activity_id"))
     .where(groups.c.id == bindparam("group_id"))
@@ -100,7 +102,7 @@ _next_id = case(
 )
 _pg_insert = postgresql.insert(study_sessions)
 _inserts = {
-    key: insert.returning(study_sessions.c.id)
+    key: Compiled(insert.returning(study_sessions.c.id))
     for key, insert in (
         (("sqlite", False), sqlite.insert(study_sessions).on_conflict_do_nothing(index_elements=["id"])),
         (("postgresql", False), _pg_insert.on_conflict_do_nothing(index_elements=["id"])),
@@ -122,7 +124,7 @@ def create(
 ) -> StudySession:
     """Store a new session; `Duplicate` if `id` is taken, `Unprocessable` if the group or the
     activity does not exist. Nothing is stored when it raises."""
-    names = conn.execute(_names, {"group_id": group_id, "study_activity_id": study_activity_id}).first()
+    names = _names.first(conn, {"group_id": group_id, "study_activity_id": study_activity_id})
     if names is None:
         if id is not None and conn.execute(_exists, {"id": id}).first() is not None:
             raise Duplicate(f"Study session {id} already exists.", existing_id=id)  # 409 before 422
@@ -130,9 +132,9 @@ def create(
     postgres = conn.dialect.name == "postgresql"
     insert = _inserts[conn.dialect.name, postgres and id is None]
     values = {"id": id, "group_id": group_id, "study_activity_id": study_activity_id, "created_at": created_at}
-    stored = conn.execute(insert, values).scalar()
+    stored = insert.scalar(conn, values)
     while stored is None and id is None and postgres:
-        stored = conn.execute(insert, values).scalar()
+        stored = insert.scalar(conn, values)
     if stored is None:
         raise Duplicate(f"Study session {id} already exists.", existing_id=id or 0)
     if id is not None and postgres:
@@ -149,12 +151,12 @@ def _unknown_references(conn: Connection, group_id: int, study_activity_id: int)
     return missing
 
 
-_by_id = _joined.where(study_sessions.c.id == bindparam("id"))
+_by_id = Compiled(_joined.where(study_sessions.c.id == bindparam("id")))
 
 
 def get(conn: Connection, id: int) -> StudySession:
     """The session `id`; `NotFound` if there is none."""
-    row = conn.execute(_by_id, {"id": id}).first()
+    row = _by_id.first(conn, {"id": id})
     if row is None:
         raise NotFound(f"There is no study session with id {id}.")
     return _from_row(row)
@@ -169,8 +171,8 @@ _order = (study_sessions.c.created_at.desc(), study_sessions.c.id.desc())
 # The page's ids first, from the (created_at, id) index alone, then the joins for those rows
 # only: a deep page skips index entries, not joined rows.
 _page_ids = paged(select(study_sessions.c.id).order_by(*_order)).subquery()
-_newest_first = _joined.join(_page_ids, _page_ids.c.id == study_sessions.c.id).order_by(*_order)
-_total = counted(study_sessions)
+_newest_first = Compiled(_joined.join(_page_ids, _page_ids.c.id == study_sessions.c.id).order_by(*_order))
+_total = Compiled(counted(study_sessions))
 
 
 def group_of(conn: Connection, id: int) -> int:

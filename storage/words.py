@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select
 
+from storage.compiled import Compiled
 from storage.errors import NotFound
 from storage.pages import Page, count_of, fetch_page, paged
 from storage.schema import groups, word_groups, word_review_counts, words
@@ -35,7 +36,7 @@ _of_group = (
     .where(word_groups.c.group_id == bindparam("group"))
     .order_by(words.c.id)
 )
-_page, _total = paged(_of_group), count_of(_of_group)
+_page, _total = Compiled(paged(_of_group)), Compiled(count_of(_of_group))
 _group = select(groups.c.id).where(groups.c.id == bindparam("group"))
 
 
@@ -49,6 +50,6 @@ def list_page(conn: Connection, *, group_id: int, page: int, per_page: int) -> P
         _total,
         page=page,
         per_page=per_page,
-        to_item=lambda row: Word(**row._mapping),
+        to_item=lambda row: Word(*row),
         params={"group": group_id},
     )

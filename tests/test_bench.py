@@ -75,8 +75,10 @@ def service_statements(path: Path) -> tuple[list[str], set[str]]:
             == 404
         )
     engine.dispose()
-    # SQLAlchemy reads the default isolation level once, on an engine's first connection.
-    pragmas = {s for s in statements if s.startswith("PRAGMA")} - {"PRAGMA read_uncommitted"}
+    # SQLAlchemy reads the default isolation level once, on an engine's first connection. The
+    # event loop's connection waits for a lock with asyncio sleeps, not SQLite's busy handler
+    # (storage.database); the peers keep the busy timeout their users would.
+    pragmas = {s for s in statements if s.startswith("PRAGMA")} - {"PRAGMA read_uncommitted", "PRAGMA busy_timeout = 0"}
     return [s for s in statements if not s.startswith("PRAGMA")], pragmas
 
 

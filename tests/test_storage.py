@@ -15,13 +15,14 @@ from typing import TypeVar
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, Engine, delete, event, exc, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, event, exc, insert, literal, select, text, update
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from app import create_app
 from edge.settings import Settings
 from storage import migrate, schema, study_sessions
+from storage.compiled import Compiled
 from storage.database import Database
 from storage.engine import make_engine, transaction
 from storage.errors import Duplicate, NotFound, Unavailable, Unprocessable
@@ -267,6 +268,30 @@ def test_a_write_holds_the_write_lock_from_its_start_so_another_processs_write_w
 
     assert sorted(ids) == [1, 2]
     assert count_sessions(engine) == 2
+
+
+@pytest.mark.backends("sqlite")
+def test_a_compiled_statement_answers_and_fails_as_sqlalchemys_execute_does(engine: Engine):
+    sessions = schema.study_sessions
+    read = Compiled(select(sessions, literal(7).label("seven")).where(sessions.c.id == bindparam("id")))
+    write = Compiled(insert(sessions).returning(sessions.c.id, sessions.c.created_at))
+    row = {"id": None, "group_id": 1, "study_activity_id": 2, "created_at": NOW + timedelta(microseconds=7)}
+
+    with transaction(engine, write=True) as conn:
+        written = write.first(conn, row)
+        assert written is not None
+        answered, expected = read.all(conn, {"id": written[0]}), conn.execute(read.statement, {"id": written[0]}).all()
+        stored = conn.exec_driver_sql("SELECT created_at FROM study_sessions").scalar()
+        with pytest.raises(exc.IntegrityError) as compiled_error:
+            write.first(conn, {**row, "id": written[0]})
+    with pytest.raises(exc.IntegrityError) as sqlalchemy_error, transaction(engine, write=True) as conn:
+        conn.execute(write.statement, {**row, "id": written[0]})
+
+    assert tuple(written) == (1, NOW + timedelta(microseconds=7))
+    assert [tuple(r) for r in answered] == [tuple(r) for r in expected] == [(1, 1, 2, row["created_at"], 7)]
+    assert answered[0][3].tzinfo == UTC
+    assert stored == "2026-11-27 12:00:00.000007"  # as SQLAlchemy writes it: text that sorts as time does
+    assert str(compiled_error.value.orig) == str(sqlalchemy_error.value.orig)
 
 
 def counting_to(n: int) -> Callable[[Connection], int]:
