@@ -5,7 +5,9 @@ the process."""
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -47,6 +49,18 @@ CONNECTIONS_MAX = Gauge(
     multiprocess_mode="livesum",
     registry=REGISTRY,
 )
+
+
+@functools.cache
+def requests_of(operation: str, status: int) -> Any:
+    """The request counter of `operation` and `status`, looked up once (a handful of each)."""
+    return REQUESTS.labels(operation, str(status))
+
+
+@functools.cache
+def duration_of(operation: str) -> Any:
+    """The request duration histogram of `operation`, looked up once."""
+    return DURATION.labels(operation)
 
 
 def observe_connections(in_use: int, open_: int) -> None:

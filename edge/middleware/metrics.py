@@ -35,5 +35,5 @@ class Metrics(HTTPMiddleware):
         finally:
             operation_id = extensions.get("connexion_routing", {}).get("operation_id")
             operation = operation_id.rsplit(".", 1)[-1] if operation_id else metrics.UNROUTED
-            metrics.REQUESTS.labels(operation, str(status)).inc()
-            metrics.DURATION.labels(operation).observe(time.perf_counter() - started)
+            metrics.requests_of(operation, status).inc()
+            metrics.duration_of(operation).observe(time.perf_counter() - started)
