@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ceiling, report
+from bench import ceiling, profile, report
 from bench.backends import Backend, PostgresBackend, backend_for
 from bench.check import Disagreement, check_agreement
 from bench.load import WORKLOADS, drive, workload, wrk_path
@@ -50,6 +50,8 @@ MODES = {
     "scale": Mode(rounds=3, duration=5, workers="1,2", connections="16", workloads="list,deep,last", timeout=10),
     # No web stack and no wrk: threads of this process on the database (bench/ceiling.py).
     "pg-ceiling": Mode(rounds=1, duration=5, workers="1", connections="1,2,4,8,16", workloads="create"),
+    # py-spy on one worker of each app in turn (bench/profile.py).
+    "profile": Mode(rounds=1, duration=10, workers="1", connections="16", workloads="create,get"),
 }
 
 
@@ -84,6 +86,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         help="PostgreSQL's own rate for the service's create transaction, without the web stack, at 1 to 16 "
         "connections (--connections), --duration seconds each; needs DATABASE_URL to name PostgreSQL",
     )
+    modes.add_argument(
+        "--profile",
+        action="store_true",
+        help="where one worker of each app spends its CPU, per request and by layer, under --workloads "
+        "(create,get) for --duration seconds (10) each, with py-spy (SQLite only)",
+    )
     parser.add_argument("--rounds", type=int, help="rounds to take medians over (3)")
     parser.add_argument("--duration", type=float, help="seconds per wrk run (5)")
     parser.add_argument("--workers", type=_numbers, help="worker processes per app, comma-separated (1,2)")
@@ -101,7 +109,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the raw results to PATH")
     args = parser.parse_args(argv)
-    chosen = [mode for mode in ("smoke", "memory", "scale", "pg-ceiling") if getattr(args, mode.replace("-", "_"))]
+    chosen = [
+        mode for mode in ("smoke", "memory", "scale", "pg-ceiling", "profile") if getattr(args, mode.replace("-", "_"))
+    ]
     args.mode = chosen[0] if chosen else "compare"
     defaults = MODES[args.mode]
     args.rounds = args.rounds or defaults.rounds
@@ -254,6 +264,8 @@ def _elapsed(since: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     database_url = os.environ.get("DATABASE_URL")
+    if args.mode == "profile" and database_url:
+        raise SystemExit("--profile runs on SQLite: unset DATABASE_URL.")
     if args.mode == "pg-ceiling" and not (database_url or "").startswith("postgresql"):
         raise SystemExit(
             "--pg-ceiling measures PostgreSQL: set DATABASE_URL to a postgresql+psycopg:// URL of a server "
@@ -273,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ceiling.run(
                 database_url, seconds=args.duration, ladder=args.connections, markdown=args.markdown, say=say
             )
+        if args.mode == "profile":
+            profiles = profile.run(backend, Path(tmp), workloads=args.workloads, seconds=args.duration)
+            print(report.render(profile.table(profiles), args.markdown), flush=True)
+            return 0
         bench = Bench(args, backend, Path(tmp))
         try:
             if args.mode == "memory":

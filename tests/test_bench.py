@@ -19,6 +19,7 @@ from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from app import create_app
+from bench import profile
 from bench.backends import PostgresBackend, fill, words_by_group
 from bench.peers import pg, sql
 from edge.settings import Settings
@@ -308,3 +309,21 @@ def skip_or_fail_in_ci(why: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"needed in CI: {why}")
     pytest.skip(why)
+
+
+@pytest.mark.parametrize(
+    ("stack", "layer"),
+    [
+        ("run (uvicorn/server.py:1);__call__ (connexion/middleware/main.py:2);dumps (json/__init__.py:3)", "JSON"),
+        (
+            "run (uvicorn/server.py:1);http (edge/middleware/request_log.py:2);get (starlette/datastructures.py:3)",
+            "Starlette",
+        ),
+        ("run (uvicorn/server.py:1);read (storage/database.py:2);execute (sqlalchemy/engine/base.py:3)", "SQLAlchemy"),
+        ("run (uvicorn/server.py:1);http (edge/middleware/request_log.py:2)", "the service: edge/"),
+        ("run (uvicorn/server.py:1);collect (<frozen gc>)", "uvicorn and httptools"),
+        ("main (<frozen runpy>:1)", "other (the standard library, gc)"),
+    ],
+)
+def test_the_profile_files_a_sample_under_its_innermost_layer(stack: str, layer: str):
+    assert profile.layer_of(stack) == layer
