@@ -42,6 +42,9 @@ class Worker(UvicornWorker):
             **UvicornWorker.CONFIG_KWARGS,
             "server_header": False,
             "http": protocol_class(settings.max_connections),
+            # uvicorn's X-Forwarded-For middleware only where a proxy is trusted: with none, it
+            # would parse the client's address on every request to find it untrusted.
+            "proxy_headers": bool(settings.forwarded_allow_ips),
         }
         super().__init__(*args, **kwargs)
 
