@@ -91,8 +91,9 @@ RELIED_ON = {
     "connexion.security.ApiKeySecurityHandler.get_fn": "5255053c04eddc03",
     "connexion.security.AbstractSecurityHandler._resolve_func": "d6f6e16398e41bc2",
 }
-"""What this module copies or replaces in Connexion, by the first 16 hex digits of the SHA-256
-of its source in CONNEXION_VERSION: a change there means this module must be read again."""
+"""What this module copies or replaces in Connexion (and the Starlette form read it skips for
+JSON bodies; constraints.txt pins Starlette too), by the first 16 hex digits of the SHA-256 of its
+source in CONNEXION_VERSION: a change there means this module must be read again."""
 
 
 class _Handler:
