@@ -6,31 +6,42 @@ Connexion's AsyncApp does per-operation work on every request: it wraps the hand
 parameter and response decorators anew (its `AsyncOperation.fn`, a property, and
 `ASGIDecorator.__call__`), inspecting the handler's signature each time, and its request
 validation builds a URI parser and every validator anew (`RequestValidationOperation.__call__`).
-`AsyncApp` here does that work once per operation; what is validated, and what a handler
-receives and returns, is unchanged.
+Even once made, its parameter and response decorators work out again, on every request, what
+the operation and the handler fix: the handler's arguments, the spec's parameters by kind, their
+defaults, the body's schema, the media types it answers in (and read a form, empty, from every
+JSON body). `AsyncApp` here does that work once per operation; what is validated, and what a
+handler receives and returns, is unchanged.
 
 `ApiKeys` is Connexion's API key check calling edge.security.api_key_info, which Connexion
 otherwise finds by name in the spec (`x-apikeyInfoFunc`): the spec served names no server code."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
+from copy import deepcopy
 from typing import Any
 
 import connexion
 from connexion import utils
 from connexion.apps.abstract import AbstractApp
 from connexion.apps.asynchronous import AsyncApi, AsyncASGIApp, AsyncOperation
-from connexion.context import receive, scope
-from connexion.decorators import StarletteDecorator
+from connexion.context import _context, _receive, _scope, context
+from connexion.datastructures import NoContent
+from connexion.decorators import StarletteDecorator, parameter
+from connexion.frameworks.starlette import Starlette as StarletteFramework
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware.request_validation import (
     RequestValidationAPI,
     RequestValidationMiddleware,
     RequestValidationOperation,
 )
-from connexion.operations import AbstractOperation
+from connexion.operations import AbstractOperation, OpenAPIOperation
 from connexion.security import ApiKeySecurityHandler
+from python_multipart.multipart import parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from edge.security import api_key_info
@@ -46,6 +57,31 @@ RELIED_ON = {
     "connexion.decorators.main.ASGIDecorator.__call__": "7397ac94437e4d7e",
     "connexion.decorators.main.BaseDecorator.decorate": "ecc6529a18274fda",
     "connexion.decorators.main.BaseDecorator.uri_parser": "140072be21d36da0",
+    "connexion.decorators.main.ASGIDecorator._sync_async_decorator": "a3d0d1e60df946ef",
+    "connexion.decorators.parameter.BaseParameterDecorator._maybe_get_body": "18183067248151ee",
+    "connexion.decorators.parameter.AsyncParameterDecorator.__call__": "c3223e31eb92742e",
+    "connexion.decorators.parameter.prep_kwargs": "46eb57dd9685e1c4",
+    "connexion.decorators.parameter.get_arguments": "b2912a96f0107039",
+    "connexion.decorators.parameter._get_path_arguments": "dce2f42b8282c286",
+    "connexion.decorators.parameter._get_query_arguments": "77f3e0a63d78d965",
+    "connexion.decorators.parameter._get_query_defaults": "e8c78eeae75a9e2b",
+    "connexion.decorators.parameter._query_args_helper": "272f1cd04f9d1145",
+    "connexion.decorators.parameter._get_val_from_param": "23ae7326c64a85ea",
+    "connexion.decorators.parameter._get_body_argument": "ad0202326b99a5b7",
+    "connexion.decorators.parameter._get_body_argument_json": "848df9bf9c63aa3e",
+    "connexion.decorators.parameter._get_file_arguments": "4db36f2ce7488666",
+    "connexion.decorators.response.AsyncResponseDecorator.__call__": "7abcfdcec0b6fbd6",
+    "connexion.decorators.response.BaseResponseDecorator.build_framework_response": "929063da14237df2",
+    "connexion.decorators.response.BaseResponseDecorator._infer_content_type": "da0fd1dd66d78f0d",
+    "connexion.decorators.response.BaseResponseDecorator._serialize_data": "3c69993f253fdf42",
+    "connexion.decorators.response.BaseResponseDecorator._update_headers": "ae27ac39d072445a",
+    "connexion.decorators.response.BaseResponseDecorator._unpack_handler_response": "1c1b11f62235e7e6",
+    "connexion.utils.extract_content_type": "cf05b8c47077bb9b",
+    "connexion.frameworks.starlette.Starlette.get_request": "0e2625a06664e504",
+    "connexion.lifecycle.ConnexionRequest.get_body": "28f6a96f0cbc7948",
+    "connexion.lifecycle.ConnexionRequest._split_form_files": "51a1abe7b8ab2b99",
+    "connexion.middleware.context.ContextOperation.__call__": "3d58a914f557d135",
+    "starlette.requests.Request._get_form": "7d96613dccd7737b",
     "connexion.middleware.request_validation.RequestValidationOperation.__call__": "af472716211911b9",
     "connexion.middleware.request_validation.RequestValidationAPI.make_operation": "55b32cb8b0ab229e",
     "connexion.middleware.request_validation.RequestValidationMiddleware": "dad73e2fc4ebe6e3",
@@ -55,36 +91,170 @@ RELIED_ON = {
     "connexion.security.ApiKeySecurityHandler.get_fn": "5255053c04eddc03",
     "connexion.security.AbstractSecurityHandler._resolve_func": "d6f6e16398e41bc2",
 }
-"""What this module copies or replaces in Connexion, by the first 16 hex digits of the SHA-256
-of its source in CONNEXION_VERSION: a change there means this module must be read again."""
+"""What this module copies or replaces in Connexion (and the Starlette form read it skips for
+JSON bodies; constraints.txt pins Starlette too), by the first 16 hex digits of the SHA-256 of its
+source in CONNEXION_VERSION: a change there means this module must be read again."""
 
 
-class _Decorator(StarletteDecorator):
-    """Connexion's StarletteDecorator, its per-operation work done once."""
+class _Handler:
+    """One operation's handler, called as Connexion's StarletteDecorator calls it (its parameter
+    and response decorators), with what those work out on every request worked out once: the
+    handler's arguments, which parameters are path and query ones and their defaults, the body's
+    name, default and nullability, the media types the operation answers in. Connexion's own
+    helpers cast the values. A request or an answer this does not cover (a media type other than
+    the operation's JSON, or no Content-Type when the handler takes the body; an answer not a
+    `(body, status, headers)` tuple naming one of the operation's media types) takes Connexion's
+    own decorators, made once here too."""
 
-    def __init__(self, operation: AbstractOperation, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, function: Callable[..., Any], operation: AbstractOperation, **kwargs: Any) -> None:
+        decorator = StarletteDecorator(**kwargs)
+        self._connexion = decorator.decorate(function)
         self._uri_parser = operation.uri_parser_class(operation.parameters, operation.body_definition())
+        self._response = decorator._response_decorator_cls(framework=decorator.framework, jsonifier=decorator.jsonifier)
+        self._jsonifier = decorator.jsonifier
+        self._function = function
+        self._coroutine = asyncio.iscoroutinefunction(function)  # Connexion's _sync_async_decorator asks each call
+        self._covered = isinstance(operation, OpenAPIOperation)
+        if not self._covered:
+            return
 
-    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        decorated = self.decorate(function)
+        sanitize: Callable[[str], str] = parameter.pythonic if decorator.pythonic_params else parameter.sanitized
+        self._sanitize = sanitize
+        arguments, has_kwargs = utils.inspect_function_arguments(parameter.unwrap_decorators(function))
+        self._arguments, self._has_kwargs = arguments, has_kwargs
+        self._path = {p["name"]: p for p in operation.parameters if p["in"] == "path"}
+        self._query = {p["name"]: p for p in operation.parameters if p["in"] == "query"}
+        self._query_defaults = parameter._get_query_defaults(self._query)
+        self._copy_defaults = not all(
+            isinstance(v, (str, int, float, type(None))) for v in self._query_defaults.values()
+        )
+        self._body_name = body_name = sanitize(operation.body_name(None))  # OpenAPI 3: not by media type
+        self._read_body = body_name in arguments or has_kwargs
+        self._pass_body = (
+            operation.method.upper() != "TRACE"
+            and (len(arguments) > 0 or has_kwargs)
+            and operation.is_request_body_defined
+            and self._read_body
+        )
+        # Only a request that says it is one of the operation's JSON media types, exactly: the
+        # media type Connexion then works out is that one, and Starlette's form of it is empty.
+        self._bodies = {
+            media_type.encode("latin-1"): (
+                utils.is_nullable(operation.body_schema(media_type)),
+                operation.body_schema(media_type).get("default", {}),
+            )
+            for media_type in operation.consumes
+            if utils.is_json_mimetype(media_type) and media_type == parse_options_header(media_type)[0].decode()
+        }
+        # Each name sanitized, and sanitized again (prep_kwargs sanitizes get_arguments' names).
+        names = {*self._path, *self._query, operation.body_name(None)}
+        self._names: dict[str, str] = {n: sanitize(n) for n in names} | {
+            sanitize(n): sanitize(sanitize(n)) for n in names
+        }
+        self._produces = {
+            media_type: utils.is_json_mimetype(utils.split_content_type(media_type)[0])
+            for media_type in set(operation.produces)
+        }
 
-        @functools.wraps(function)
-        async def wrapper(*_args: Any, **_kwargs: Any) -> Any:
-            request = self.framework.get_request(uri_parser=self._uri_parser, scope=scope, receive=receive)
-            return await decorated(request)
+    def _sanitized(self, name: str) -> str:
+        try:
+            return self._names[name]
+        except KeyError:
+            return self._sanitize(name)
 
-        return wrapper
+    async def _kwargs(self, request: ConnexionRequest, scope: Scope) -> dict[str, Any] | None:
+        """The handler's keyword arguments as Connexion's `prep_kwargs` makes them, or None when
+        this request is not one this covers."""
+        if not self._covered:
+            return None
+        content_type = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":  # Starlette's Headers.get: the first, names in lower case
+                content_type = value
+                break
+        if content_type is None and self._read_body:
+            return None
+        if content_type is not None and content_type not in self._bodies:
+            return None
+        arguments, has_kwargs = self._arguments, self._has_kwargs
+
+        body = await request.json() if self._read_body else None  # JSON here: ConnexionRequest.get_body
+
+        kwargs: dict[str, Any] = {}
+        for name, value in request.path_params.items():
+            definition = self._path.get(name)
+            kwargs[self._sanitized(name)] = (
+                value if definition is None else parameter._get_val_from_param(value, definition)
+            )
+        if self._query or scope["query_string"]:
+            query = deepcopy(self._query_defaults) if self._copy_defaults else dict(self._query_defaults)
+            query = utils.deep_merge(query, request.query_params)
+            kwargs.update(parameter._query_args_helper(self._query, query, arguments, has_kwargs, self._sanitized))
+        if self._pass_body:
+            assert content_type is not None  # self._pass_body implies self._read_body
+            nullable, default = self._bodies[content_type]
+            if nullable and utils.is_null(body):
+                body = None
+            elif body is None:
+                body = deepcopy(default)
+            kwargs[self._body_name] = body
+        kwargs = {self._sanitized(k): v for k, v in kwargs.items()}
+
+        for key, value in _context.get().items():
+            if has_kwargs or key in arguments:
+                kwargs[key] = value
+            else:
+                parameter.logger.debug("Context parameter '%s' not in function arguments", key)
+        if parameter.CONTEXT_NAME in arguments:
+            kwargs[parameter.CONTEXT_NAME] = context
+        return kwargs
+
+    def _answer(self, answer: Any) -> Any:
+        """The Starlette response Connexion's response decorator makes of the handler's answer."""
+        if type(answer) is tuple and len(answer) == 3 and type(answer[2]) is dict:
+            data, status_code, headers = answer
+            content_type = None
+            for key, value in headers.items():  # utils.extract_content_type, for names that are str
+                if type(key) is not str:
+                    content_type = None
+                    break
+                if key.lower() == "content-type":
+                    content_type = value
+                    break
+            json_ = self._produces.get(content_type) if isinstance(content_type, str) else None
+            if json_ is not None and data is not None and data is not NoContent and not isinstance(data, Response):
+                if json_:
+                    data = self._jsonifier.dumps(data)
+                return StarletteFramework.build_response(
+                    data, content_type=content_type, status_code=status_code or 200, headers=headers
+                )
+        if StarletteFramework.is_framework_response(answer):
+            return answer
+        if isinstance(answer, ConnexionResponse):
+            return StarletteFramework.connexion_to_framework_response(answer)
+        return self._response.build_framework_response(answer)
+
+    async def __call__(self) -> Any:
+        scope, receive = _scope.get(), _receive.get()
+        request = ConnexionRequest(scope, receive, uri_parser=self._uri_parser)
+        kwargs = await self._kwargs(request, scope)
+        if kwargs is None:
+            return await self._connexion(request)
+        if self._coroutine:
+            answer = await self._function(**kwargs)
+        else:
+            answer = await run_in_threadpool(self._function, **kwargs)
+        return self._answer(answer)
 
 
 class _Operation(AsyncOperation):
     def __init__(self, fn: Callable[..., Any], operation: AbstractOperation, **kwargs: Any) -> None:
         super().__init__(fn, operation_id=operation.operation_id, **kwargs)
-        self._decorated = _Decorator(operation, pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)(fn)
+        self._handler = _Handler(fn, operation, pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)
 
     @property
     def fn(self) -> Callable[..., Any]:
-        return self._decorated
+        return self._handler
 
 
 class _Api(AsyncApi):

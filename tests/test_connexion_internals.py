@@ -3,18 +3,35 @@ under it, and show that it does what it is for."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import pkgutil
+import re
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
+import connexion
 import pytest
+from connexion.datastructures import NoContent
+from connexion.decorators import parameter
 from connexion.decorators.main import BaseDecorator
+from connexion.decorators.response import BaseResponseDecorator
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.operations import OpenAPIOperation
+from sqlalchemy import Engine
+from starlette.responses import Response
 from starlette.testclient import TestClient
 
-from edge.connexion_internals import CONNEXION_VERSION, RELIED_ON
+import handlers.operations
+from app import create_app
+from edge.connexion_internals import CONNEXION_VERSION, RELIED_ON, _Handler
+from edge.resolver import BoundResolver
+from edge.settings import Settings
 from edge.validation import Parameters
+from storage import migrate
+from storage.engine import make_engine
 
 
 def test_connexion_is_the_version_the_internals_were_written_for():
@@ -65,3 +82,188 @@ def test_handlers_are_decorated_at_start_up_not_per_request(client: TestClient, 
 
     assert [r.status_code for r in responses] == [200, 201]
     assert calls == []
+
+
+def test_handlers_arguments_are_worked_out_at_start_up_not_per_request(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+):
+    def requests() -> list[Any]:
+        return [
+            client.get("/api/v1/groups?per_page=1"),
+            client.post("/api/v1/study-sessions", json={"group_id": 1, "study_activity_id": 1}),
+            client.get("/api/study-sessions/1"),
+            client.post("/api/v1/study-sessions/1/reviews", json={"word_id": 1, "correct": True}),
+        ]
+
+    first = requests()  # request validation makes each operation's validators on its first request
+    calls = []
+
+    def counted(owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+
+        def count(*args, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, count)
+
+    for name in ("inspect_function_arguments", "get_arguments", "prep_kwargs", "_get_query_defaults"):
+        counted(parameter, name)
+    for name in ("body_definition", "body_name"):
+        counted(OpenAPIOperation, name)
+    counted(ConnexionRequest, "files")
+    counted(BaseResponseDecorator, "build_framework_response")
+
+    again = requests()
+
+    assert [r.status_code for r in first] == [r.status_code for r in again] == [200, 201, 200, 201]
+    assert again[0].json()["per_page"] == 1
+    assert again[2].json()["id"] == 1
+    assert calls == []
+
+
+Request = tuple[int, str, str, bytes, dict[str, str]]
+"""The status expected, the method, path, body and headers."""
+
+
+def served(settings: Settings, url: str, requests: list[Request]) -> tuple[list[Any], list[Any]]:
+    """The answers to `requests` on a new database at `url`, and what each handler was called with."""
+    settings = Settings(**{**settings.__dict__, "database_url": url, "validate_responses": False})
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    migrate.seed(engine)
+    engine.dispose()
+    calls = []
+    resolve = BoundResolver.resolve_function_from_operation_id
+
+    def recording(self, operation_id):
+        function = resolve(self, operation_id)
+
+        @functools.wraps(function)
+        async def recorded(**kwargs):
+            calls.append((operation_id, {k: _argument(v) for k, v in kwargs.items()}))
+            return await function(**kwargs)
+
+        return recorded
+
+    answers = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BoundResolver, "resolve_function_from_operation_id", recording)  # as the app starts
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            for i, (_, method, path, body, headers) in enumerate(requests):
+                r = client.request(method, path, content=body, headers={"X-Request-ID": f"r{i}", **headers})
+                # when a review was made is now: not the same in the two apps
+                content, made_now = NOW.subn(b"NOW", r.content)
+                raw = [(k, b"N" if made_now and k == b"content-length" else v) for k, v in r.headers.raw]
+                answers.append((r.status_code, raw, content))
+    return answers, calls
+
+
+NOW = re.compile(rb'"created_at": ?"(?!2026-01-02T03:04:05Z)[^"]*"')
+
+
+def _argument(value: Any) -> Any:
+    """What a handler got, comparable across two apps: the value and its type, or what it is."""
+    if value is connexion.context.context:
+        return "connexion.context.context"
+    if isinstance(value, (int, str, float, dict, list, type(None))):
+        return type(value), value
+    return type(value)
+
+
+@pytest.mark.backends("sqlite")
+def test_handlers_get_what_connexions_decorators_give_them_and_answer_the_same(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    json_ = {"Content-Type": "application/json"}
+    at = b'"created_at": "2026-01-02T03:04:05Z"'
+    requests: list[Request] = [
+        (201, "POST", "/api/v1/study-sessions", b'{"group_id": 1, "study_activity_id": 1, ' + at + b"}", json_),
+        (201, "POST", "/api/study-sessions", b'{"id": 7, "group_id": 2, "study_activity_id": 1, ' + at + b"}", json_),
+        (201, "POST", "/api/v1/study-sessions", b'{"group_id": 1, "study_activity_id": 2, ' + at + b"}",
+         {**json_, "Idempotency-Key": "k-1"}),
+        (422, "POST", "/api/v1/study-sessions", b'{"group_id": 999, "study_activity_id": 1, ' + at + b"}", json_),
+        (200, "GET", "/api/v1/study-sessions/7", b"", {}),
+        (404, "GET", "/api/study-sessions/99", b"", {}),
+        (200, "GET", "/api/v1/study-sessions", b"", {}),
+        (200, "GET", "/api/v1/study-sessions?page=2&per_page=1", b"", {}),
+        (200, "GET", "/api/v1/groups?per_page=2", b"", {}),
+        (200, "GET", "/api/v1/groups/1/words?page=1", b"", {}),
+        (200, "GET", "/api/v1/study-activities", b"", {}),
+        (201, "POST", "/api/v1/study-sessions/1/reviews", b'{"word_id": 1, "correct": true}', json_),
+        (201, "POST", "/api/v1/study-sessions/1/reviews", b'{"word_id": 2, "correct": false}',
+         {**json_, "Idempotency-Key": "r"}),
+        (200, "GET", "/api/v1/study-sessions/1/reviews/1", b"", {}),
+        (200, "GET", "/api/v1/study-sessions/1/reviews?per_page=5", b"", {}),
+        (200, "GET", "/api/v1/healthz", b"", {}),
+        (200, "GET", "/api/v1/readyz", b"", {}),
+    ]  # fmt: skip
+
+    lean = served(settings, f"sqlite:///{tmp_path}/lean.db", requests)
+
+    async def connexions_decorators(self, request, scope):
+        return None  # _Handler hands every request to Connexion's own decorators
+
+    monkeypatch.setattr(_Handler, "_kwargs", connexions_decorators)
+    connexion_ = served(settings, f"sqlite:///{tmp_path}/connexion.db", requests)
+
+    assert [a[0] for a in lean[0]] == [r[0] for r in requests]
+    assert lean[0] == connexion_[0]
+    assert len(lean[1]) == len(requests)
+    assert lean[1] == connexion_[1]
+
+
+ANSWERS = [
+    ({"status": "ok"}, 200, {"Content-Type": "application/json"}),
+    ({"status": "ok"}, 203, {"content-type": "application/json", "X-Extra": "1"}),
+    ({"status": "ok"}, None, {"X-Extra": "1", "Content-Type": "application/json"}),
+    ({"status": "ok"}, 200, {"Content-Type": "application/problem+json"}),
+    ({"status": "ok"}, 200, {}),
+    ({"status": "ok"}, 200, {"Content-Type": "text/html"}),
+    ({"status": "ok"}, 200, {"Content-Type": ""}),
+    ({"status": "ok"}, 200, {b"content-type": b"application/json"}),
+    ({"status": "ok"}, 200, [("Content-Type", "application/json")]),
+    ({"status": "ok"}, 200),
+    ({"status": "ok"},),
+    {"status": "ok"},
+    (None, 200, {"Content-Type": "application/json"}),
+    (NoContent, 204, {"Content-Type": "application/json"}),
+    (["ü", 1.5], 200, {"Content-Type": "application/json"}),
+    ("ü", 200, {"Content-Type": "application/json"}),
+    (b"{}", 200, {"Content-Type": "application/json"}),
+    (Response(b"x", 202, media_type="text/plain"), 200, {"Content-Type": "application/json"}),
+    Response(b"x", 202, media_type="text/plain"),
+    ConnexionResponse(202, body=b"{}", content_type="application/json"),
+]
+"""What handlers may answer, this service's answers (the first three) and others."""
+
+
+@pytest.mark.backends("sqlite")
+def test_a_handlers_answer_is_the_response_connexions_decorators_make_of_it(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+):
+    answering = iter(answer for answer in ANSWERS for _ in range(2))
+
+    async def get_health():
+        return next(answering)
+
+    monkeypatch.setattr(handlers.operations, "get_health", get_health)
+    lean_kwargs = _Handler._kwargs
+
+    async def connexions_decorators(self, request, scope):
+        return None
+
+    responses: dict[str, list] = {"lean": [], "connexion": []}
+    settings = Settings(**{**settings.__dict__, "validate_responses": False})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        for i in range(len(ANSWERS)):
+            for way, kwargs in (("lean", lean_kwargs), ("connexion", connexions_decorators)):
+                monkeypatch.setattr(_Handler, "_kwargs", kwargs)
+                r = client.get("/api/v1/healthz", headers={"X-Request-ID": f"r{i}"})
+                responses[way].append((r.status_code, r.headers.raw, r.content))
+
+    # a content type the operation does not answer in, or none where it answers in two, or a body
+    # JSON cannot hold, is Connexion's 500
+    statuses = [200, 203, 200, 200, 500, 500, 500, 500, 500, 500, 500, 500, 200, 204, 200, 200, 500, 500, 202, 202]
+    assert [r[0] for r in responses["lean"]] == statuses
+    assert responses["lean"] == responses["connexion"]
