@@ -37,11 +37,14 @@ from connexion.middleware.request_validation import (
     RequestValidationMiddleware,
     RequestValidationOperation,
 )
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.operations import AbstractOperation, OpenAPIOperation
 from connexion.security import ApiKeySecurityHandler
 from python_multipart.multipart import parse_options_header
+from starlette._utils import get_route_path
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from edge.security import api_key_info
@@ -83,6 +86,12 @@ RELIED_ON = {
     "connexion.middleware.context.ContextOperation.__call__": "3d58a914f557d135",
     "starlette.requests.Request._get_form": "7d96613dccd7737b",
     "connexion.middleware.request_validation.RequestValidationOperation.__call__": "af472716211911b9",
+    "connexion.middleware.swagger_ui.SwaggerUIMiddleware.__call__": "63d1a07033fd923d",
+    "connexion.middleware.swagger_ui.SwaggerUIMiddleware.add_api": "e260564a85361940",
+    "connexion.middleware.swagger_ui.SwaggerUIMiddleware.default_fn": "0159a88e2d16bcb8",
+    "connexion.middleware.swagger_ui.SwaggerUIAPI.add_swagger_ui": "f1e799878dc0c95d",
+    "starlette._utils.get_route_path": "243011d2a68ca7fe",
+    "starlette.routing.Router.app": "1b1fa16c99a8ce6b",
     "connexion.middleware.request_validation.RequestValidationAPI.make_operation": "55b32cb8b0ab229e",
     "connexion.middleware.request_validation.RequestValidationMiddleware": "dad73e2fc4ebe6e3",
     "connexion.apps.abstract.AbstractApp.__call__": "ec746ddd9e417b78",
@@ -319,9 +328,42 @@ class _RequestValidation(RequestValidationMiddleware):
     api_cls = _RequestValidationAPI
 
 
+class _SwaggerUI(SwaggerUIMiddleware):
+    """Connexion's Swagger UI middleware, which routes every request through a Starlette router of
+    its own (each API's spec and console pages) before it lets it go on: here only the requests
+    that router can answer are routed (a path that begins with one of its routes, or names an
+    API's base path, which it redirects to the base path with a slash); every other request goes
+    on as Connexion's `default_fn` sends it, a copy of its scope, unrouted."""
+
+    _prefixes: tuple[str, ...] | None = None
+    _bases: frozenset[str] = frozenset()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if self._prefixes is None:
+                self._prefixes, self._bases = self._reachable()
+            path = get_route_path(scope)
+            if not path.startswith(self._prefixes) and path not in self._bases:
+                await self.app(dict(scope), receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def _reachable(self) -> tuple[tuple[str, ...], frozenset[str]]:
+        """What the router answers: every route's path up to its first parameter, under each
+        API's base path (a trailing slash left off: the router redirects to either form)."""
+        prefixes, bases = [], set()
+        for mount in self.router.routes:
+            assert isinstance(mount, Mount)  # SwaggerUIMiddleware.add_api mounts each API
+            bases.add(mount.path)
+            for route in mount.routes:
+                assert isinstance(route, Route | Mount)
+                prefixes.append(mount.path + route.path.split("{")[0].rstrip("/"))
+        return tuple(prefixes), frozenset(bases)
+
+
 class AsyncApp(connexion.AsyncApp):
     """Connexion's AsyncApp, with each operation's handler decorated, and its request validators
-    made, once instead of on every request."""
+    made, once instead of on every request, and only Swagger UI's own paths routed to it."""
 
     def __init__(self, import_name: str, **kwargs: Any) -> None:
         # connexion.AsyncApp.__init__ makes its own AsyncASGIApp, then hands everything to
@@ -336,6 +378,7 @@ class AsyncApp(connexion.AsyncApp):
             # own class), before the stack is built on the first event.
             stack = self.middleware.middlewares
             stack[stack.index(RequestValidationMiddleware)] = _RequestValidation
+            stack[stack.index(SwaggerUIMiddleware)] = _SwaggerUI
             self._validation_swapped = True
         await self.middleware(scope, receive, send)
 

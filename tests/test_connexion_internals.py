@@ -19,6 +19,7 @@ from connexion.decorators import parameter
 from connexion.decorators.main import BaseDecorator
 from connexion.decorators.response import BaseResponseDecorator
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.operations import OpenAPIOperation
 from sqlalchemy import Engine
 from starlette.responses import Response
@@ -26,6 +27,7 @@ from starlette.testclient import TestClient
 
 import handlers.operations
 from app import create_app
+from edge import connexion_internals
 from edge.connexion_internals import CONNEXION_VERSION, RELIED_ON, _Handler
 from edge.resolver import BoundResolver
 from edge.settings import Settings
@@ -267,3 +269,56 @@ def test_a_handlers_answer_is_the_response_connexions_decorators_make_of_it(
     statuses = [200, 203, 200, 200, 500, 500, 500, 500, 500, 500, 500, 500, 200, 204, 200, 200, 500, 500, 202, 202]
     assert [r[0] for r in responses["lean"]] == statuses
     assert responses["lean"] == responses["connexion"]
+
+
+SWAGGER_UI_AND_NEIGHBOURS = [
+    "/api/v1",
+    "/api",
+    "/api/v1/",
+    "/api/v1/openapi.json",
+    "/api/v1/openapi.json/",
+    "/api/openapi.yaml",
+    "/api/v1/ui",
+    "/api/v1/ui/",
+    "/api/ui/swagger-ui-config.json",
+    "/api/v1/ui/swagger-ui.css",
+    "/api/v1/ui/nothing-here.js",
+    "/api/v1/uix",
+    "/api/v1/groups",
+    "/api/v1/groups/",
+    "/api/groups?per_page=x",
+    "/api/v1/study-sessions/1",
+    "/healthz",
+    "/docs",
+    "/nowhere",
+    "/",
+]
+
+
+def every_answer(settings: Settings, paths: list[str]) -> list[tuple[int, list[tuple[bytes, bytes]], bytes]]:
+    with TestClient(create_app(settings), raise_server_exceptions=False, follow_redirects=False) as client:
+        answers = [client.get(path, headers={"X-Request-ID": f"r{i}"}) for i, path in enumerate(paths)]
+    return [(r.status_code, r.headers.raw, r.content) for r in answers]
+
+
+@pytest.mark.backends("sqlite")
+def test_swagger_ui_gets_only_the_requests_it_can_answer_and_every_answer_is_connexions(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    routed = []
+    route = SwaggerUIMiddleware.__call__
+
+    async def counted(self: SwaggerUIMiddleware, scope: Any, receive: Any, send: Any) -> None:
+        routed.append(scope.get("path", ""))
+        await route(self, scope, receive, send)
+
+    monkeypatch.setattr(SwaggerUIMiddleware, "__call__", counted)
+    ours = every_answer(settings, SWAGGER_UI_AND_NEIGHBOURS)
+    sent_to_swagger_ui = [path for path in routed if path.startswith("/api")]
+    routed.clear()
+    monkeypatch.setattr(connexion_internals, "_SwaggerUI", SwaggerUIMiddleware)  # Connexion's own
+    connexions = every_answer(settings, SWAGGER_UI_AND_NEIGHBOURS)
+
+    assert ours == connexions
+    assert [status for status, _, _ in ours][:12] == [404, 307, 404, 200, 307, 200, 307, 200, 404, 200, 404, 404]
+    assert sent_to_swagger_ui == [p for p in SWAGGER_UI_AND_NEIGHBOURS[:12] if p != "/api/v1/"]
