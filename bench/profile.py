@@ -30,7 +30,7 @@ LAYERS = (  # (layer, pattern of a frame's file), innermost match wins; first ma
     ("sqlite3", r"^<?(sqlite3|_sqlite)"),
     ("SQLAlchemy", r"sqlalchemy/"),
     ("prometheus_client (metrics)", r"prometheus_client/"),
-    ("limits (rate limits)", r"/limits/"),
+    ("limits (rate limits)", r"(^|/)limits/"),
     ("jsonschema (validation)", r"jsonschema|referencing/|rpds"),
     ("Connexion", r"connexion/"),
     ("Starlette", r"starlette/"),

@@ -322,6 +322,7 @@ def skip_or_fail_in_ci(why: str) -> None:
         ("run (uvicorn/server.py:1);read (storage/database.py:2);execute (sqlalchemy/engine/base.py:3)", "SQLAlchemy"),
         ("run (uvicorn/server.py:1);http (edge/middleware/request_log.py:2)", "the service: edge/"),
         ("run (uvicorn/server.py:1);collect (<frozen gc>)", "uvicorn and httptools"),
+        ("run (uvicorn/server.py:1);hit (limits/aio/strategies.py:2)", "limits (rate limits)"),
         ("main (<frozen runpy>:1)", "other (the standard library, gc)"),
     ],
 )
