@@ -11,7 +11,8 @@ On any other database it is `Connection.execute`."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,18 @@ from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeEngine
 
 Processor = Callable[[Any], Any] | None
+
+
+@contextmanager
+def driver_errors(statement: str, dialect: Dialect, parameters: Sequence[Any] = ()) -> Iterator[None]:
+    """sqlite3's errors raised as SQLAlchemy's own exceptions, as `Connection.execute` raises them
+    (an IntegrityError as sqlalchemy.exc.IntegrityError, with the driver's error as `orig`)."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise exc.DBAPIError.instance(
+            statement, parameters, error, sqlite3.Error, hide_parameters=True, dialect=dialect
+        ) from error
 
 
 @dataclass(frozen=True)
@@ -48,12 +61,8 @@ class Compiled:
             for value in (parameters.get(name, default),)
         ]
         driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
-        try:
+        with driver_errors(compiled.sql, conn.dialect, values):
             rows = driver.execute(compiled.sql, values).fetchall()
-        except sqlite3.Error as error:
-            raise exc.DBAPIError.instance(
-                compiled.sql, values, error, sqlite3.Error, hide_parameters=True, dialect=conn.dialect
-            ) from error
         columns = compiled.columns
         if not any(columns):
             return rows

@@ -7,6 +7,7 @@ transaction that runs past a few milliseconds is stopped and run again on a thre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, exc
 
+from storage.compiled import driver_errors
 from storage.engine import outages_as_unavailable
 from storage.errors import Unavailable
 
@@ -116,12 +118,27 @@ class Database:
                 return await self._on_thread(pool, write, asked, work, *args, **kwargs)
 
     def _transact_here(self, write: bool, work: Callable[..., T], args: Any, kwargs: Any) -> T:
+        # The transaction is begun and ended on the driver's connection: SQLAlchemy's own begin,
+        # commit and events cost more than a read. `work` that executes through SQLAlchemy joins
+        # it (storage.engine's "begin" listener), and then it ends through SQLAlchemy.
         try:
             with outages_as_unavailable():
                 conn = self._here_connection()
-                conn.execution_options(write=write)  # BEGIN IMMEDIATE or BEGIN (storage.engine)
-                with conn.begin():
-                    return _bounded(conn, time.monotonic() + LOOP_BUDGET, work, args, kwargs)
+                driver = self._here_raw
+                begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+                with driver_errors(begin, conn.dialect):
+                    driver.execute(begin)
+                try:
+                    answer = _bounded(conn, time.monotonic() + LOOP_BUDGET, work, args, kwargs)
+                    if conn.in_transaction():
+                        conn.commit()
+                    else:
+                        with driver_errors("COMMIT", conn.dialect):
+                            driver.commit()
+                except BaseException:
+                    _roll_back(conn, driver)
+                    raise
+                return answer
         except Unavailable as error:
             code = _sqlite_code(error)
             if code == _BUSY:
@@ -249,6 +266,16 @@ def _bounded(conn: Connection, deadline: float, work: Callable[..., T], args: An
         return work(conn, *args, **kwargs)
     finally:
         raw.set_progress_handler(None, 0)
+
+
+def _roll_back(conn: Connection, driver: sqlite3.Connection) -> None:
+    """Ends a failed transaction, whoever began it; a rollback that fails too (the connection is
+    gone) leaves the first error to tell."""
+    with contextlib.suppress(Exception):
+        if conn.in_transaction():
+            conn.rollback()
+        if driver.in_transaction:
+            driver.rollback()
 
 
 def _sqlite_code(error: Unavailable) -> int | None:

@@ -101,8 +101,10 @@ def _configure_sqlite(engine: Engine, busy_timeout: float, path: str | None) -> 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Connection) -> None:
         # A writer takes the write lock up front, so that it waits its turn (busy timeout) instead
-        # of failing at once when another writer committed after its first read.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+        # of failing at once when another writer committed after its first read. A transaction
+        # storage.database began on the driver itself is the one SQLAlchemy's joins.
+        if not conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
 
 @contextmanager

@@ -294,6 +294,36 @@ def test_a_compiled_statement_answers_and_fails_as_sqlalchemys_execute_does(engi
     assert str(compiled_error.value.orig) == str(sqlalchemy_error.value.orig)
 
 
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("fails", [False, True], ids=["commits", "fails"])
+def test_a_loop_transaction_of_compiled_and_sqlalchemy_statements_is_one_and_leaves_the_file_unlocked(
+    settings: Settings, engine: Engine, fails: bool
+):
+    db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=5)
+
+    def create_two(conn: Connection) -> None:
+        study_sessions.create(conn, id=1, group_id=1, study_activity_id=1, created_at=NOW)  # compiled
+        conn.execute(insert(schema.study_sessions).values(id=2, group_id=1, study_activity_id=1, created_at=NOW))
+        if fails:
+            raise Unprocessable([])
+
+    try:
+        if fails:
+            with pytest.raises(Unprocessable):
+                asyncio.run(db.write(create_two))
+        else:
+            asyncio.run(db.write(create_two))
+        other = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=0)
+        other.execute("BEGIN IMMEDIATE")  # at once: no transaction of the loop's is left holding the lock
+        other.rollback()
+        other.close()
+        again = asyncio.run(db.read(study_sessions.list_page, page=1, per_page=10)).total
+    finally:
+        db.close()
+
+    assert count_sessions(engine) == again == (0 if fails else 2)
+
+
 def counting_to(n: int) -> Callable[[Connection], int]:
     """A transaction's work that keeps SQLite busy for as long as counting to `n` takes."""
 
