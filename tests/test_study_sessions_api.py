@@ -21,6 +21,18 @@ from tests.conftest import admin_engine, count_sessions
 
 PROBLEM = "application/problem+json"
 MAX_ID = 2**63 - 1
+TITLES = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+"""Each status's title, as RFC 9110 names it (Python 3.11's `HTTPStatus` has older names for some)."""
 
 
 def post(client: TestClient, base: str, body: object, **headers: str):
@@ -32,7 +44,8 @@ def assert_problem(response, status: int) -> dict:
     assert response.headers["content-type"] == PROBLEM
     body = response.json()
     assert body["status"] == status
-    assert body["title"]
+    assert body["title"] == TITLES[status]
+    assert isinstance(body["detail"], str) and body["detail"]
     assert body["type"] == "about:blank"
     return body
 
@@ -307,6 +320,7 @@ def test_an_unknown_group_or_activity_is_422_naming_it_and_stores_nothing(
 ):
     problem = assert_problem(post(client, "/api/v1", body), 422)
 
+    assert problem["detail"] == "The request cannot be applied as it stands."
     assert {(e["pointer"], e["detail"]) for e in problem["errors"]} == named
     assert count_sessions(engine) == 0
 
@@ -346,7 +360,9 @@ def test_a_created_at_a_little_ahead_of_the_clock_is_accepted(client: TestClient
 
 
 @pytest.mark.backends("sqlite")
-def test_a_locked_database_is_503_with_retry_after_and_stores_nothing(settings: Settings, engine: Engine):
+def test_a_locked_database_is_503_with_retry_after_and_stores_nothing(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
+):
     quick = Settings(**{**settings.__dict__, "db_timeout": 0.2})
     path = settings.database_url.removeprefix("sqlite:///")
     holder = sqlite3.connect(path, isolation_level=None)
@@ -362,6 +378,8 @@ def test_a_locked_database_is_503_with_retry_after_and_stores_nothing(settings: 
     assert int(response.headers["retry-after"]) >= 1
     assert "database" in problem["detail"]
     assert count_sessions(engine) == 0
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and r.getMessage() == "database unavailable"]
+    assert len(warned) == 1 and "locked" in getattr(warned[0], "error", "")
 
 
 def test_a_database_that_cannot_be_opened_is_503(tmp_path: Path):
@@ -464,6 +482,7 @@ def test_an_unexpected_error_is_500_with_nothing_of_its_cause_and_is_logged_with
     assert "trace-me-1" in problem["detail"]
     logged = [r for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
     assert logged and getattr(logged[0], "request_id", None) == "trace-me-1"
+    assert logged[0].getMessage() == "unhandled error"
 
 
 # Reading ------------------------------------------------------------------------------------
@@ -638,8 +657,9 @@ def test_an_unsupported_method_is_405_with_allow(client: TestClient, base: str):
 def test_an_unsupported_method_on_the_docs_is_405_with_allow(client: TestClient, path: str):
     response = client.post(path)
 
-    assert_problem(response, 405)
+    problem = assert_problem(response, 405)
     assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    assert problem["detail"] == f"POST is not allowed here; use {response.headers['allow']}."
 
 
 def test_the_request_id_is_echoed_or_made(client: TestClient):
