@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient
 from starlette.types import Message
 
@@ -23,6 +24,7 @@ PROBLEM = "application/problem+json"
 MAX_ID = 2**63 - 1
 TITLES = {
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
@@ -485,6 +487,21 @@ def test_an_unexpected_error_is_500_with_nothing_of_its_cause_and_is_logged_with
     assert logged[0].getMessage() == "unhandled error"
 
 
+def test_an_answer_that_breaks_the_spec_is_a_500_that_hides_why_and_logs_it(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    # Connexion's response validation (on in tests) raises its own 500 ProblemException: a bug,
+    # told to the client as any other 500, its cause only in the log.
+    monkeypatch.setattr("handlers.shape.page", lambda _page: {"items": "not a list"})
+
+    response = client.get("/api/v1/groups", headers={"X-Request-ID": "trace-me-2"})
+
+    problem = assert_problem(response, 500)
+    assert problem["detail"] == "The server failed to answer; the log has it under request id trace-me-2."
+    logged = [r for r in caplog.records if r.levelname == "ERROR" and r.getMessage() == "unhandled error"]
+    assert len(logged) == 1 and logged[0].exc_info
+
+
 # Reading ------------------------------------------------------------------------------------
 
 
@@ -649,7 +666,9 @@ def test_an_unsupported_method_is_405_with_allow(client: TestClient, base: str):
     assert_problem(response, 405)
     assert response.headers["allow"] == "GET, HEAD, POST"
     assert client.put(f"{base}/study-sessions/1").headers["allow"] == "GET, HEAD"
-    assert assert_problem(client.delete(f"{base}/study-sessions/abc"), 405)["detail"].endswith("use GET, HEAD.")
+    assert assert_problem(client.delete(f"{base}/study-sessions/abc"), 405)["detail"] == (
+        "DELETE is not allowed here; use GET, HEAD."
+    )
     assert client.head(f"{base}/study-sessions").status_code == 200
 
 
@@ -723,6 +742,20 @@ def test_swagger_ui_and_the_spec_are_served(client: TestClient):
 
     assert spec.status_code == 200 and spec.json()["openapi"] == "3.0.3"
     assert ui.status_code == 200 and "swagger" in ui.text.lower()
+
+
+def test_a_swagger_ui_file_the_server_cannot_read_is_a_problem_with_starlettes_status(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+):
+    # Starlette's StaticFiles (Swagger UI's files) answers a file it may not read with its own
+    # HTTPException(401): not a 404 nor a 405 of routing, passed on as the problem it names.
+    def denied(_self, path: str):
+        raise PermissionError(path)
+
+    monkeypatch.setattr(StaticFiles, "lookup_path", denied)
+
+    problem = assert_problem(client.get("/api/v1/ui/swagger-ui.css"), 401)
+    assert problem["detail"] == "Unauthorized"
 
 
 def test_a_database_file_that_is_not_there_is_a_503_and_is_not_made_anew(tmp_path: Path):
