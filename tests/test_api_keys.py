@@ -28,6 +28,7 @@ def assert_unauthorized(response) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"] == 'ApiKey header="X-API-Key"'
+    assert response.json()["title"] == "Unauthorized"
     assert "X-API-Key" in response.json()["detail"]
 
 

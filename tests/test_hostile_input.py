@@ -358,10 +358,13 @@ def test_log_lines_cannot_be_forged_through_what_a_client_controls(client: TestC
 def test_a_logged_path_is_cut_to_1000_characters(client: TestClient, json_logs: io.StringIO):
     client.get("/api/v1/" + "x" * 64000)
     client.get("/api/v1/study-sessions/" + "1" * 5000)
+    exactly = "/api/v1/" + "y" * (1000 - len("/api/v1/"))
+    client.get(exactly)
 
     paths = [json.loads(line)["path"] for line in json_logs.getvalue().splitlines() if '"request"' in line]
-    assert [len(path) for path in paths] == [1000, 1000]
-    assert all(path.endswith("...") for path in paths)
+    assert [len(path) for path in paths] == [1000, 1000, 1000]
+    assert all(path.endswith("...") for path in paths[:2])
+    assert paths[2] == exactly  # at the limit: whole, not cut
 
 
 @pytest.mark.live

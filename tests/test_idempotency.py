@@ -45,6 +45,11 @@ def test_the_same_key_with_another_body_is_a_422_naming_the_key_and_stores_nothi
     refused = post(client, {**BODY, "study_activity_id": 3}, "reused")
 
     assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert (refused.json()["title"], refused.json()["detail"]) == (
+        "Unprocessable Content",
+        "The request cannot be applied as it stands.",
+    )
     assert refused.json()["errors"] == [
         {"detail": "Idempotency key 'reused' was used with another request.", "parameter": "Idempotency-Key"}
     ]
@@ -194,7 +199,11 @@ def test_a_retry_while_the_first_is_still_running_is_a_409_then_it_gets_the_answ
     after = post(client, BODY, "slow")
 
     assert during.status_code == 409
-    assert "still being processed" in during.json()["detail"]
+    assert during.headers["content-type"] == "application/problem+json"
+    assert during.json()["title"] == "Conflict"
+    assert during.json()["detail"] == (
+        "A request with idempotency key 'slow' is still being processed. Try again shortly to get its answer."
+    )
     assert first[0].status_code == 201
     assert after.status_code == 201 and after.json() == first[0].json()
     assert count_sessions(engine) == 1

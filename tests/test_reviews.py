@@ -288,6 +288,7 @@ def test_concurrent_reviews_from_two_servers_are_all_counted(tmp_path: Path, dat
         ("/study-sessions/1/reviews/abc", ["review_id"]),
         ("/study-sessions/abc/reviews/1", ["id"]),
         ("/study-sessions/x/reviews/y", ["id", "review_id"]),
+        (f"/study-sessions/{2**63 - 1}/reviews/abc", ["review_id"]),  # 19 digits: a valid id
     ],
 )
 def test_a_path_parameter_that_is_not_a_number_is_a_400_naming_it_alone(client: TestClient, path: str, named: list):
