@@ -96,3 +96,12 @@ def test_the_servers_loggers_and_pythons_warnings_write_json_lines_through_the_o
         ("alembic.runtime.plugins", "WARNING"),
     ]
     assert "DeprecationWarning: an old way" in lines[4]["message"]
+
+
+def test_words_are_answered_as_utf8_text_not_as_unicode_escapes(client: TestClient):
+    response = client.get("/api/v1/groups/1/words?per_page=1")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert "食べる".encode() in response.content
+    assert b"\\u" not in response.content
