@@ -190,6 +190,13 @@ EDGES = [
     ("WORKER_TIMEOUT", "1", "worker_timeout", 1.0),
     ("GRACEFUL_TIMEOUT", "0", "graceful_timeout", 0.0),
     ("DATABASE_URL", " sqlite+pysqlite:///var/s.db ", "database_url", "sqlite+pysqlite:///var/s.db"),
+    # kept as written (not as SQLAlchemy renders it), as the log line of a failed start shows it
+    (
+        "DATABASE_URL",
+        "sqlite:///var/a%20b.db?uri=true&mode=ro",
+        "database_url",
+        "sqlite:///var/a%20b.db?uri=true&mode=ro",
+    ),
     ("CORS_ORIGINS", "*", "cors_origins", ("*",)),
     ("FORWARDED_ALLOW_IPS", "*", "forwarded_allow_ips", "*"),
     (
