@@ -1,13 +1,13 @@
 """./scripts/dev bench --profile: where a worker's CPU goes, per request and by layer.
 
-Each app runs with one worker on its own copy of the prefilled SQLite database, under wrk (16
-connections), while py-spy samples the worker (`--gil`: only the thread holding the GIL, so only
-Python that ran on a CPU; threads waiting for the GIL, for a lock or for the disk are not
-counted). The worker's own CPU time, from /proc, is the whole: the samples say how much of it ran
-Python and where; the rest ran outside the GIL (the kernel's half of each system call, SQLite's
-C code with the GIL released, thread wake-ups). A sample is filed under the innermost frame that
-belongs to a layer below (a json.dumps that Connexion calls is JSON, a Starlette function that
-our middleware calls is Starlette)."""
+Each app runs with one worker on its own copy of the prefilled database (SQLite, or the PostgreSQL
+server DATABASE_URL names), under wrk (16 connections), while py-spy samples the worker (`--gil`:
+only the thread holding the GIL, so only Python that ran on a CPU; threads waiting for the GIL,
+for a lock or for the disk are not counted). The worker's own CPU time, from /proc, is the whole:
+the samples say how much of it ran Python and where; the rest ran outside the GIL (the kernel's
+half of each system call, SQLite's C code with the GIL released, thread wake-ups). A sample is
+filed under the innermost frame that belongs to a layer below (a json.dumps that Connexion calls
+is JSON, a Starlette function that our middleware calls is Starlette)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def by_layer(raw: str) -> collections.Counter[str]:
     samples: collections.Counter[str] = collections.Counter()
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack:
+        if stack and count.isdigit():  # a stack py-spy could not read whole is left out
             samples[layer_of(stack)] += int(count)
     return samples
 
