@@ -22,7 +22,7 @@ from pathlib import Path
 from bench import report
 from bench.backends import Backend
 from bench.load import drive, workload
-from bench.servers import APPS, Server
+from bench.servers import APPS, Server, cpu_ticks
 
 RATE = 1000
 """py-spy's samples a second."""
@@ -83,12 +83,6 @@ def by_layer(raw: str) -> collections.Counter[str]:
         if stack and count.isdigit():  # a stack py-spy could not read whole is left out
             samples[layer_of(stack)] += int(count)
     return samples
-
-
-def cpu_ticks(pid: int) -> int:
-    """The process's user and system CPU time, in clock ticks (1/100 s)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def profile(server: Server, name: str, seconds: float, folder: Path) -> Profile:

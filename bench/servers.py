@@ -141,7 +141,7 @@ class Server:
             before = now
 
     def _cpu_ticks(self) -> int:
-        return sum(_cpu_ticks(pid) for pid in {self.process.pid, *self.worker_pids()})
+        return sum(cpu_ticks(pid) for pid in {self.process.pid, *self.worker_pids()})
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
@@ -178,7 +178,7 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _cpu_ticks(pid: int) -> int:
+def cpu_ticks(pid: int) -> int:
     """User and system CPU time of `pid` so far, in clock ticks."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
