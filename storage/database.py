@@ -129,7 +129,7 @@ class Database:
                 with driver_errors(begin, conn.dialect):
                     driver.execute(begin)
                 try:
-                    answer = _bounded(conn, time.monotonic() + LOOP_BUDGET, work, args, kwargs)
+                    answer = _bounded(conn, driver, time.monotonic() + LOOP_BUDGET, work, args, kwargs)
                     if conn.in_transaction():
                         conn.commit()
                     else:
@@ -167,7 +167,7 @@ class Database:
         with self._lock:
             self._connections.append(conn)
         self._here = conn
-        self._observe_open()
+        self._count(0)  # one more connection open
 
     def _here_connection(self) -> Connection:
         conn = self._here
@@ -210,7 +210,8 @@ class Database:
                 conn = self._connection(write)
                 with conn.begin():
                     if self._sqlite:
-                        return _bounded(conn, asked + self.timeout, work, args, kwargs)
+                        driver = conn.connection.driver_connection
+                        return _bounded(conn, driver, asked + self.timeout, work, args, kwargs)
                     return work(conn, *args, **kwargs)
 
         # The caller's context (its request id, for the log) goes along, as asyncio.to_thread does.
@@ -223,9 +224,6 @@ class Database:
             self._in_use += change
             in_use, open_ = self._in_use, len(self._connections)
         self._observe(in_use, open_)
-
-    def _observe_open(self) -> None:
-        self._count(0)
 
     def _connection(self, write: bool) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)
@@ -257,15 +255,15 @@ class _TooLongForTheLoop(Exception):
     """The transaction ran past LOOP_BUDGET on the event loop and was interrupted."""
 
 
-def _bounded(conn: Connection, deadline: float, work: Callable[..., T], args: Any, kwargs: Any) -> T:
+def _bounded(conn: Connection, driver: Any, deadline: float, work: Callable[..., T], args: Any, kwargs: Any) -> T:
     """`work(conn, ...)`, interrupted by SQLite (SQLITE_INTERRUPT, the transaction rolled back) if
-    it is still running at `deadline`; the commit that follows is never interrupted."""
-    raw: Any = conn.connection.driver_connection
-    raw.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
+    it is still running at `deadline`; `driver` is `conn`'s sqlite3 connection. The commit that
+    follows is never interrupted."""
+    driver.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_STEPS)
     try:
         return work(conn, *args, **kwargs)
     finally:
-        raw.set_progress_handler(None, 0)
+        driver.set_progress_handler(None, 0)
 
 
 def _roll_back(conn: Connection, driver: sqlite3.Connection) -> None:
