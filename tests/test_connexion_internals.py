@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import connexion
+import connexion.spec
 import pytest
+import yaml
 from connexion.datastructures import NoContent
 from connexion.decorators import parameter
 from connexion.decorators.main import BaseDecorator
 from connexion.decorators.response import BaseResponseDecorator
+from connexion.exceptions import InvalidSpecification
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.operations import OpenAPIOperation
@@ -26,7 +29,7 @@ from starlette.responses import Response
 from starlette.testclient import TestClient
 
 import handlers.operations
-from app import create_app
+from app import SPEC, create_app
 from edge import connexion_internals
 from edge.connexion_internals import CONNEXION_VERSION, RELIED_ON, _Handler
 from edge.resolver import BoundResolver
@@ -48,6 +51,26 @@ def test_what_the_internals_rely_on_is_unchanged(name: str):
     digest = hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
 
     assert digest == RELIED_ON[name], f"{name} changed: read edge/connexion_internals.py again"
+
+
+def test_a_document_is_checked_against_the_openapi_schema_once_it_passes_and_every_time_it_fails(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    checks = []
+    check = connexion.spec.create_spec_validator
+    monkeypatch.setattr(connexion.spec, "create_spec_validator", lambda spec: checks.append(1) or check(spec))
+    document = yaml.safe_load(SPEC.read_text())
+    document["info"]["title"] = "A document no other test loads"
+    broken = yaml.safe_load(SPEC.read_text())
+    broken["paths"]["/groups"]["get"]["responses"] = "none"
+
+    for _ in range(2):
+        connexion.spec.Specification.from_dict(yaml.safe_load(yaml.safe_dump(document)))
+    assert len(checks) == 1
+    for _ in range(2):
+        with pytest.raises(InvalidSpecification):
+            connexion.spec.Specification.from_dict(yaml.safe_load(yaml.safe_dump(broken)))
+    assert len(checks) == 3
 
 
 def test_request_validators_are_made_once_per_operation(client: TestClient, monkeypatch: pytest.MonkeyPatch):
