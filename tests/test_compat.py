@@ -1,5 +1,5 @@
-"""The breaking-change gate (scripts/compat.py, `./scripts/dev compat`): each kind of break planted in
-a copy of the spec fails it, named; additive changes pass and ask for a minor version bump."""
+"""The breaking-change gate (scripts/compat.py, `./scripts/dev compat`): kinds of break planted in a
+copy of the spec fail it, each named; additive changes pass and ask for a minor version bump."""
 
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ import yaml
 
 from tests.servers import BIN, ROOT
 
-pytestmark = pytest.mark.slow  # each test runs the gate, Optic's Node.js start included: seconds
+# Each test runs the gate: a changed spec costs an optic diff, some 12 s of CPU. One xdist worker
+# takes them all, so that the tests of every_break_at_once share its one run.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("compat")]
 
 RELEASED = ROOT / "openapi" / "released"
 SPEC = ROOT / "openapi" / "openapi.yaml"
 Spec = dict[str, Any]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def optic() -> None:
     """Optic, as ./scripts/dev test sets it up; skipped where Node.js is absent, outside CI."""
     if shutil.which("node") is None or not (ROOT / "node_modules" / ".bin" / "optic").exists():
@@ -130,35 +132,57 @@ def serve_only_under_the_alias(spec: Spec) -> None:
     spec["servers"][0]["url"] = "/api"
 
 
-@needs_optic
-@pytest.mark.parametrize(
-    ("plant", "named"),
-    [
-        (remove_operation, "GET /api/v1/study-sessions: [prevent operation removal]"),
-        (remove_path, "GET /api/v1/groups/{id}/words: [prevent operation removal]"),
-        (remove_response_field, "[prevent removing response property] cannot remove response property 'wrong_count'"),
-        (require_new_request_property, "[prevent changing request property to required]"),
-        (require_new_parameter, "GET /api/v1/groups: [prevent new required query parameters]"),
-        (require_optional_parameter, "GET /api/v1/groups: [prevent requiring existing query parameters]"),
-        (narrow_type, "POST /api/v1/study-sessions/{id}/reviews: [prevent request property type changes]"),
-        (narrow_bound, "GET /api/v1/groups: query parameter per_page: [request bound narrowed] maximum 100 -> 50"),
-        (widen_response_bound, "application/json.group_name: [response bound widened] maxLength 200 -> 500"),
-        (remove_status_code, "GET /api/v1/study-sessions/{id}: [prevent response status code removal]"),
-        (remove_response_header, "POST /api/v1/study-sessions: [response header removed] 201 Location"),
-        (serve_only_under_the_alias, "POST /api/v1/study-sessions: [prevent operation removal]"),
-    ],
-)  # fmt: skip
-def test_a_breaking_change_to_api_v1_fails_the_gate_naming_it(
-    tmp_path: Path, plant: Callable[[Spec], None], named: str
-):
+BREAKS = [
+    (remove_operation, "GET /api/v1/study-sessions: [prevent operation removal]"),
+    (remove_path, "GET /api/v1/groups/{id}/words: [prevent operation removal]"),
+    (remove_response_field, "[prevent removing response property] cannot remove response property 'wrong_count'"),
+    (require_new_request_property, "[prevent changing request property to required]"),
+    (require_new_parameter, "GET /api/v1/groups: [prevent new required query parameters]"),
+    (require_optional_parameter, "GET /api/v1/groups: [prevent requiring existing query parameters]"),
+    (narrow_type, "POST /api/v1/study-sessions/{id}/reviews: [prevent request property type changes]"),
+    (narrow_bound, "GET /api/v1/groups: query parameter per_page: [request bound narrowed] maximum 100 -> 50"),
+    (widen_response_bound, "application/json.group_name: [response bound widened] maxLength 200 -> 500"),
+    (remove_status_code, "GET /api/v1/study-sessions/{id}: [prevent response status code removal]"),
+    (remove_response_header, "POST /api/v1/study-sessions: [response header removed] 201 Location"),
+]  # fmt: skip
+"""Breaks planted together in one copy of the spec, each with what the gate must name: one run of
+the gate (optic's diff is some 12 s of CPU) instead of one each."""
+
+
+@pytest.fixture(scope="module")
+def every_break_at_once(optic: None, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
     working = copy.deepcopy(latest_release())
-    plant(working)
+    for plant, _ in BREAKS:
+        plant(working)
+    return gate(tmp_path_factory.mktemp("breaks"), working)
+
+
+def named_as_a_break(result: subprocess.CompletedProcess[str], named: str) -> bool:
+    lines = result.stdout.splitlines()
+    return any(line.startswith("  BREAKING ") and named in line for line in lines)
+
+
+@pytest.mark.parametrize("named", [pytest.param(named, id=plant.__name__) for plant, named in BREAKS])
+def test_a_breaking_change_to_api_v1_fails_the_gate_naming_it(
+    every_break_at_once: subprocess.CompletedProcess[str], named: str
+):
+    result = every_break_at_once
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "breaking change(s) for clients of /api/v1" in result.stdout
+    assert named_as_a_break(result, named), result.stdout
+
+
+@needs_optic
+def test_serving_only_under_the_alias_fails_the_gate_naming_each_operation_of_api_v1(tmp_path: Path):
+    working = copy.deepcopy(latest_release())
+    serve_only_under_the_alias(working)
 
     result = gate(tmp_path, working)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "breaking change(s) for clients of /api/v1" in result.stdout
-    assert any(line.startswith("  BREAKING ") and named in line for line in result.stdout.splitlines()), result.stdout
+    assert named_as_a_break(result, "POST /api/v1/study-sessions: [prevent operation removal]"), result.stdout
+    assert named_as_a_break(result, "GET /api/v1/groups: [prevent operation removal]"), result.stdout
 
 
 @needs_optic
@@ -200,21 +224,23 @@ def name_the_server_by_its_full_url(spec: Spec) -> None:
     spec["servers"][0]["url"] = "https://study.example.org/api/v1"
 
 
+ADDITIONS = [
+    add_optional_request_property,
+    add_optional_response_property,
+    add_operation,
+    add_response_header,
+    also_serve_under_another_alias,
+    name_the_server_by_its_full_url,
+]
+"""Compatible changes, planted together in one copy of the spec: one run of the gate, which would
+name any of them it took for a break."""
+
+
 @needs_optic
-@pytest.mark.parametrize(
-    "plant",
-    [
-        add_optional_request_property,
-        add_optional_response_property,
-        add_operation,
-        add_response_header,
-        also_serve_under_another_alias,
-        name_the_server_by_its_full_url,
-    ],
-)
-def test_an_additive_change_passes_and_asks_for_a_minor_version_bump(tmp_path: Path, plant: Callable[[Spec], None]):
+def test_additive_changes_pass_and_ask_for_a_minor_version_bump(tmp_path: Path):
     working = copy.deepcopy(latest_release())
-    plant(working)
+    for plant in ADDITIONS:
+        plant(working)
     released = working["info"]["version"]
 
     result = gate(tmp_path, working)
