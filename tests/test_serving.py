@@ -159,7 +159,9 @@ def test_with_the_write_lock_held_elsewhere_creates_wait_and_are_503_while_reads
 ):
     # On SQLite the workers run transactions on their event loops: a create that finds the file
     # locked must wait with the loop free, so that both workers go on answering reads.
-    with service(tmp_path, database_url, GUNICORN, WORKERS="2", DB_TIMEOUT="2") as (url, _server):
+    # DB_TIMEOUT is long, so that a read held up behind a create (up to DB_TIMEOUT) stands well
+    # apart from one slowed by a busy machine (half a second seen in a loaded CI run).
+    with service(tmp_path, database_url, GUNICORN, WORKERS="2", DB_TIMEOUT="4") as (url, _server):
         first = httpx.post(f"{url}/api/v1/study-sessions", json={"group_id": 1, "study_activity_id": 1}).json()
         with write_lock(backend, database_url), ThreadPoolExecutor(8) as pool:
             started = time.monotonic()
@@ -176,10 +178,10 @@ def test_with_the_write_lock_held_elsewhere_creates_wait_and_are_503_while_reads
             waited = time.monotonic() - started
 
     assert {status for status, _ in reads} == {200}
-    assert max(seconds for _, seconds in reads) < 0.5, reads
+    assert max(seconds for _, seconds in reads) < 2, reads
     assert [c.status_code for c in creates] == [503] * 6
     assert all(c.headers["content-type"] == "application/problem+json" for c in creates)
-    assert waited < 2 + 1.5
+    assert waited < 4 + 2
     assert count_sessions(engine) == 1
 
 
