@@ -48,6 +48,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run on these backends only (sqlite, postgresql)")
 
 
+LONGEST = ("tests/test_contract.py::test_sequences_of_calls_keep_the_contract[", "tests/test_live.py::test_dev_fuzz_")
+"""Tests of one to three minutes each: the stateful Schemathesis runs and the Schemathesis CLI's."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first, then the other live ones, then those in process. pytest-xdist hands
+    tests out in this order as its workers come free, so one started last would keep its worker
+    busy for minutes after the others had run out of tests."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.nodeid.startswith(LONGEST):
+            return 0
+        return 1 if item.get_closest_marker("live") or item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         marker = metafunc.definition.get_closest_marker("backends")
