@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from coredis.retry import NoRetryPolicy
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -47,6 +46,10 @@ class RateLimits:
         }
         storage: Storage
         if redis_url:
+            # Imported only here: coredis takes a third of a second to import, at every worker's
+            # start, and a service without Redis never uses it.
+            from coredis.retry import NoRetryPolicy
+
             uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
             # No retries inside the client: a Redis that does not answer costs a request
             # REDIS_TIMEOUT once, not once a try.
