@@ -180,8 +180,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self._arm_head_timer()  # a pipelined head waits while the request before it is answered
             return
-        if not self._head_bytes:
-            self.transport.close()  # nothing of a request came: nothing to answer
+        if not self._head_bytes and not self._in_message:
+            # Nothing of a request came: nothing to answer. (A head that began in the read that
+            # ended the request before it is not counted in _head_bytes, but it has begun.)
+            self.transport.close()
             return
         self._refuse(Refused(408, "Request Timeout", f"The request's head did not arrive within {HEAD_TIMEOUT:g} s."))
 

@@ -603,15 +603,25 @@ def test_uvicorns_own_400_hook_answers_a_problem_too(server: Server, json_logs: 
     assert unrouted(400) == before + 1
 
 
-def test_a_refusal_before_any_request_began_logs_no_path(server: Server, loop: ClockLoop, json_logs: Any):
+def test_a_pipelined_head_that_stalls_in_the_read_it_began_in_is_a_408_not_a_silent_close(
+    server: Server, loop: ClockLoop, json_logs: Any
+):
+    server.app.held = asyncio.Event()
     client = server.connect()
 
-    client.send(b"\r\n")  # not a request yet, and nothing after it
-    loop.advance_to(HEAD_TIMEOUT)
+    client.send(GET)
+    loop.advance_to(1.0)
+    client.send(GROUPS)  # while the GET is answered; and then nothing
+    server.app.held.set()
+    loop.settle()
+    loop.advance_to(1.0 + HEAD_TIMEOUT)
 
-    assert bytes(client.received).startswith(b"HTTP/1.1 408 ")
+    answers = bytes(client.received).split(b"ok", 1)
+    assert answers[0].startswith(b"HTTP/1.1 200 OK")
+    assert answers[1].startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert client.closed
     (line,) = log_lines(json_logs, "request")
-    assert line["path"] == ""
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/api/v1/groups", 408)
 
 
 # --- MAX_CONNECTIONS ---
