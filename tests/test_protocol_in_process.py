@@ -603,6 +603,46 @@ def test_uvicorns_own_400_hook_answers_a_problem_too(server: Server, json_logs: 
     assert unrouted(400) == before + 1
 
 
+def test_a_refusal_before_any_request_began_logs_no_method_nor_path(server: Server, loop: ClockLoop, json_logs: Any):
+    client = server.connect()
+
+    client.send(b"\r\n")  # not a request yet, and nothing after it
+    loop.advance_to(HEAD_TIMEOUT)
+
+    assert bytes(client.received).startswith(b"HTTP/1.1 408 ")
+    (line,) = log_lines(json_logs, "request")
+    assert (line["method"], line["path"]) == ("-", "")
+
+
+def test_blank_lines_after_an_answer_are_not_logged_as_the_request_before_them(
+    server: Server, loop: ClockLoop, json_logs: Any
+):
+    client = server.connect()
+
+    client.send(GET)
+    client.send(b"\r\n")
+    loop.advance_to(HEAD_TIMEOUT)
+
+    assert bytes(client.received).split(b"ok", 1)[1].startswith(b"HTTP/1.1 408 ")
+    (line,) = log_lines(json_logs, "request")
+    assert (line["method"], line["path"], line["status"]) == ("-", "", 408)
+
+
+@pytest.mark.parametrize("after_a_request", [False, True], ids=["first", "after a request"])
+def test_bytes_that_are_not_http_are_a_400_logged_without_a_method(
+    server: Server, json_logs: Any, after_a_request: bool
+):
+    client = server.connect()
+    if after_a_request:
+        client.send(GET)
+
+    client.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a TLS client hello's start
+
+    assert bytes(client.received).count(b"HTTP/1.1 400 Bad Request\r\n") == 1
+    (line,) = log_lines(json_logs, "request")
+    assert (line["method"], line["path"], line["status"]) == ("-", "", 400)
+
+
 def test_a_pipelined_head_that_stalls_in_the_read_it_began_in_is_a_408_not_a_silent_close(
     server: Server, loop: ClockLoop, json_logs: Any
 ):
