@@ -355,13 +355,64 @@ def test_the_bound_counts_each_head_anew_on_a_keep_alive_connection(server: Serv
     client = server.connect()
 
     client.send(GROUPS + b"\r\n")
-    client.send(big_head(MAX_HEAD_BYTES - 100))  # the next head, near the bound but within it
-    waiting = (bytes(client.received).count(b"HTTP/1.1"), client.closed)
+    client.send(big_head(MAX_HEAD_BYTES))  # the next head, exactly at the bound
+    at_the_bound = (bytes(client.received).count(b"HTTP/1.1"), client.closed)
+    client.send(b"a")
+
+    assert at_the_bound == (1, False)
+    answers = bytes(client.received).split(b"ok", 1)
+    assert answers[0].startswith(b"HTTP/1.1 200 OK")
+    assert answers[1].startswith(b"HTTP/1.1 431 ")
+    assert client.closed
+
+
+def test_blank_lines_after_an_answer_count_toward_the_bound_to_the_byte(server: Server):
+    # They begin no request, but they are what the connection sends in place of a head.
+    client = server.connect()
+
+    client.send(GET)
+    client.send(b"\r\n" * (MAX_HEAD_BYTES // 2))  # exactly the bound
+    at_the_bound = (bytes(client.received).count(b"HTTP/1.1"), client.closed)
+    client.send(b"\r")
+
+    assert at_the_bound == (1, False)
+    assert bytes(client.received).split(b"ok", 1)[1].startswith(b"HTTP/1.1 431 ")
+    assert client.closed
+
+
+def test_a_head_within_the_bound_after_an_answer_is_served(server: Server):
+    client = server.connect()
+
+    client.send(GROUPS + b"\r\n")
+    client.send(big_head(MAX_HEAD_BYTES - 100))
     client.send(b"\r\n\r\n")
 
-    assert waiting == (1, False)
     assert_answered_ok(client.received, 2)
     assert not client.closed
+
+
+def test_a_pipelined_head_is_counted_from_the_read_after_the_one_it_began_in(server: Server):
+    # The read that ended the request before it is not counted (what of it is the new head's is
+    # not known): the bound holds one read late, and the answer before is not cut off.
+    server.app.held = asyncio.Event()
+    client = server.connect()
+
+    client.send(GET)
+    client.send(big_head(MAX_HEAD_BYTES + 10))  # while the GET is answered
+    waiting = (bytes(client.received), client.closed)
+    server.app.held.set()
+    loop = client.loop
+    loop.settle()
+    answered = (bytes(client.received).count(b"HTTP/1.1 200 OK"), client.closed)
+    client.send(b"a" * MAX_HEAD_BYTES)
+    at_the_bound = client.closed
+    client.send(b"a")
+
+    assert waiting == (b"", False)
+    assert answered == (1, False)
+    assert not at_the_bound
+    assert bytes(client.received).split(b"ok", 1)[1].startswith(b"HTTP/1.1 431 ")
+    assert client.closed
 
 
 def test_a_body_is_no_head_however_long_and_the_head_after_it_is_counted_from_its_own_start(server: Server):
@@ -566,7 +617,7 @@ def test_the_answer_to_malformed_http_is_a_400_problem_logged_and_counted(
 
     loop.advance_to(0.5)
     client.send(raw[:20])
-    loop.advance_to(0.75)
+    loop.advance_to(0.7501234)
     client.send(raw[20:])
 
     request_id = assert_problem(
@@ -576,7 +627,7 @@ def test_the_answer_to_malformed_http_is_a_400_problem_logged_and_counted(
     assert server.app.requests == []
     (line,) = log_lines(json_logs, "request")
     assert (line["status"], line["request_id"], line["method"], line["path"]) == (400, request_id, method, path)
-    assert line["duration_ms"] == 250.0
+    assert line["duration_ms"] == 250.123  # in ms, to the microsecond
     assert unrouted(400) == before + 1
 
 
@@ -708,6 +759,19 @@ def test_max_connections_is_what_protocol_class_was_given_where_the_open_files_l
 
     assert not any(client.closed for client in taken)
     assert refused.closed
+
+
+def test_max_connections_that_the_open_files_limit_just_fits_is_not_said_to_be_lowered(
+    loop: ClockLoop, json_logs: Any, monkeypatch: pytest.MonkeyPatch, open_files: tuple[int, int]
+):
+    _, hard = open_files
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no hard limit of open files here")
+    monkeypatch.setattr(BoundedHttpToolsProtocol, "_told", False)  # a serving process's first connection
+
+    Server(loop, protocol_class(hard - 64)).connect()
+
+    assert log_lines(json_logs, "MAX_CONNECTIONS lowered to fit the open-files limit") == []
 
 
 @pytest.fixture
