@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import resource
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -813,11 +811,23 @@ def test_max_connections_past_the_open_files_limit_is_lowered_and_said_once_at_t
 
 
 def test_at_an_open_files_limit_under_the_64_kept_back_max_connections_is_one():
-    # In a process of its own: a process may lower its hard limit, never raise it again.
-    code = "from edge.protocol import protocol_class as p; c = p(1000); print(c.max_connections, c.open_files_limit)"
-    limited = ["prlimit", "--nofile=60:60", sys.executable, "-c", code]
+    # In a child process: a process may lower its hard limit, never raise it again.
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (60, 60))
+            cls = protocol_class(1000)
+            os.write(write_end, f"{cls.max_connections} {cls.open_files_limit}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        printed = pipe.read()
+    _, status = os.waitpid(child, 0)
 
-    printed = subprocess.run(limited, capture_output=True, text=True, check=True, cwd=Path.cwd()).stdout
-
-    assert protocol_class(1000).max_connections == 1000  # here, where the limit is higher
+    assert os.waitstatus_to_exitcode(status) == 0
     assert printed.split() == ["1", "60"]
+    assert protocol_class(1000).max_connections == 1000  # here, where the limit is higher
