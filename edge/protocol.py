@@ -180,8 +180,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self._arm_head_timer()  # a pipelined head waits while the request before it is answered
             return
-        if not self._head_bytes:
-            self.transport.close()  # nothing of a request came: nothing to answer
+        if not self._head_bytes and not self._in_message:
+            # Nothing of a request came: nothing to answer. (A head that began in the read that
+            # ended the request before it is not counted in _head_bytes, but it has begun.)
+            self.transport.close()
             return
         self._refuse(Refused(408, "Request Timeout", f"The request's head did not arrive within {HEAD_TIMEOUT:g} s."))
 
@@ -208,11 +210,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write(b"".join([*head, b"\r\n", body]))
             self.transport.close()
         self._head_bytes = None
+        # The refused request's own method and target, as far as they came: uvicorn keeps the last
+        # request's `url` until the next one begins, and a parser that has read no method of this
+        # request gives the one before, or DELETE (llhttp's method 0).
+        target = self.url if self._in_message else b""
         log.info(
             "request",
             extra={
-                "method": _method(self.parser),
-                "path": logged(getattr(self, "url", b"").decode("latin-1")),
+                "method": self.parser.get_method().decode("ascii") if target else "-",
+                "path": logged(target.decode("latin-1")),
                 "status": refused.status,
                 "duration_ms": round((time.perf_counter() - self._head_began) * 1000, 3),
                 "request_id": request_id,
@@ -230,13 +236,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 extra={"max_connections": self.max_connections, "closed": cls._closed_at_bound},
             )
             cls._warned_at, cls._closed_at_bound = now, 0
-
-
-def _method(parser: Any) -> str:
-    try:
-        return str(parser.get_method().decode("ascii"))
-    except Exception:  # noqa: BLE001 - the parser may not have got as far as the method
-        return "-"
 
 
 def raise_open_files_limit() -> int:
