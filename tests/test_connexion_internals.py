@@ -10,7 +10,7 @@ import pkgutil
 import re
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import connexion
 import connexion.spec
@@ -243,6 +243,14 @@ def test_handlers_get_what_connexions_decorators_give_them_and_answer_the_same(
     assert lean[1] == connexion_[1]
 
 
+class Answer(NamedTuple):
+    """A handler's (body, status, headers), as a tuple of a type of its own."""
+
+    body: Any
+    status: int
+    headers: dict[str, str]
+
+
 ANSWERS = [
     ({"status": "ok"}, 200, {"Content-Type": "application/json"}),
     ({"status": "ok"}, 203, {"content-type": "application/json", "X-Extra": "1"}),
@@ -264,6 +272,7 @@ ANSWERS = [
     (Response(b"x", 202, media_type="text/plain"), 200, {"Content-Type": "application/json"}),
     Response(b"x", 202, media_type="text/plain"),
     ConnexionResponse(202, body=b"{}", content_type="application/json"),
+    Answer({"status": "ü"}, 200, {"Content-Type": "application/json"}),
 ]
 """What handlers may answer, this service's answers (the first three) and others."""
 
@@ -294,7 +303,7 @@ def test_a_handlers_answer_is_the_response_connexions_decorators_make_of_it(
 
     # a content type the operation does not answer in, or none where it answers in two, or a body
     # JSON cannot hold, is Connexion's 500
-    statuses = [200, 203, 200, 200, 500, 500, 500, 500, 500, 500, 500, 500, 200, 204, 200, 200, 500, 500, 202, 202]
+    statuses = [200, 203, 200, 200, 500, 500, 500, 500, 500, 500, 500, 500, 200, 204, 200, 200, 500, 500, 202, 202, 200]
     assert [r[0] for r in responses["lean"]] == statuses
     assert responses["lean"] == responses["connexion"]
 

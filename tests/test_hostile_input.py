@@ -24,6 +24,7 @@ from edge import metrics
 from edge.middleware import MAX_BODY_BYTES
 from edge.middleware import body as body_module
 from edge.settings import Settings
+from edge.validation import MAX_INT_DIGITS
 from tests.conftest import asgi_scope, count_sessions
 from tests.servers import service
 
@@ -129,6 +130,21 @@ def test_an_id_of_5000_digits_is_a_400_naming_it_counted_and_never_a_traceback(
     assert [e["parameter"] for e in problem["errors"]] == [name]
     assert metrics.REQUESTS.labels(metrics.UNROUTED, "400")._value.get() == before + 1
     assert "Traceback" not in json_logs.getvalue() and "ERROR" not in json_logs.getvalue()
+
+
+def test_an_id_of_exactly_1000_digits_reaches_its_operation_whose_parameter_check_names_it(
+    client: TestClient, base: str
+):
+    # Routing's int() reads 1000 digits (Python's own limit is 4300); only more never reach it.
+    before = metrics.REQUESTS.labels("get_study_session", "400")._value.get()
+    unrouted = metrics.REQUESTS.labels(metrics.UNROUTED, "400")._value.get()
+
+    response = client.get(f"{base}/study-sessions/" + "7" * MAX_INT_DIGITS)
+
+    problem = assert_problem(response, 400)
+    assert [e["parameter"] for e in problem["errors"]] == ["id"]
+    assert metrics.REQUESTS.labels("get_study_session", "400")._value.get() == before + 1
+    assert metrics.REQUESTS.labels(metrics.UNROUTED, "400")._value.get() == unrouted
 
 
 def test_a_path_with_a_slash_more_is_a_404_problem_not_a_redirect_and_the_path_without_is_served(client: TestClient):
