@@ -407,7 +407,8 @@ def test_more_sqlite_transactions_too_long_for_the_loop_than_connections_queue_o
     finally:
         db.close()
 
-    assert answers == [200_000] * 4 + [1, 2, 3]
+    assert answers[:4] == [200_000] * 4
+    assert sorted(answers[4:]) == [1, 2, 3]  # in the order each found the write lock free
     assert again == 200_000
     assert count_sessions(engine) == 3
 
