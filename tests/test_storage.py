@@ -459,6 +459,7 @@ def test_a_write_waiting_out_a_lock_when_the_database_closes_is_unavailable_sayi
         holder.close()
 
     assert raised.value.cause == "it is shutting down"
+    assert str(raised.value) == "the database is closed"  # the log's `error`
     assert count_sessions(engine) == 0
 
 
