@@ -414,6 +414,26 @@ def test_more_sqlite_transactions_too_long_for_the_loop_than_connections_queue_o
 
 
 @pytest.mark.backends("sqlite")
+def test_a_transaction_on_a_thread_is_one_connection_in_use_while_it_runs_and_none_after(settings: Settings):
+    # What db_connections{state="in_use"|"open"} shows (edge/metrics.py): a transaction too long for
+    # the loop is counted while it runs on its thread; the loop's connection and then the reader's open.
+    seen: list[tuple[int, int]] = []
+    db = Database(
+        make_engine(settings.database_url, busy_timeout=5),
+        connections=3,
+        timeout=30,
+        observe=lambda in_use, open_: seen.append((in_use, open_)),
+    )
+    try:
+        answer = asyncio.run(db.read(counting_to(200_000)))
+    finally:
+        db.close()
+
+    assert answer == 200_000
+    assert seen == [(0, 1), (1, 1), (0, 2)]
+
+
+@pytest.mark.backends("sqlite")
 def test_a_read_while_another_process_holds_the_write_lock_answers_at_once_without_its_uncommitted_rows(
     settings: Settings, engine: Engine
 ):
