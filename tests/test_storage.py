@@ -437,6 +437,24 @@ def test_a_transaction_on_a_thread_is_one_connection_in_use_while_it_runs_and_no
     assert seen == [(0, 1), (1, 1), (0, 2)]
 
 
+def test_a_sqlite_file_that_could_not_be_opened_is_opened_by_the_next_transaction_once_it_can(tmp_path):
+    (tmp_path / "data").write_text("")  # a file where the database's folder should be: it cannot be opened
+    url = f"sqlite:///{tmp_path}/data/study.db"
+    db = Database(make_engine(url, busy_timeout=0.2), connections=3, timeout=1)
+    try:
+        with pytest.raises(Unavailable):
+            asyncio.run(db.read(migrate.revision))
+        (tmp_path / "data").unlink()  # the volume comes back
+        creating = make_engine(url)
+        migrate.upgrade(creating)
+        creating.dispose()
+        revision = asyncio.run(db.read(migrate.revision))
+    finally:
+        db.close()
+
+    assert revision == migrate.HEAD
+
+
 @pytest.mark.backends("sqlite")
 def test_a_read_while_another_process_holds_the_write_lock_answers_at_once_without_its_uncommitted_rows(
     settings: Settings, engine: Engine
