@@ -598,7 +598,7 @@ def test_a_transaction_that_waited_the_timeout_for_a_database_thread_is_unavaila
     def create(conn: Connection) -> int:
         return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
 
-    async def both_at_once() -> list[int | BaseException]:
+    async def both_at_once() -> tuple[int | BaseException, int | BaseException]:
         return await asyncio.gather(db.read(slow_read), db.write(create), return_exceptions=True)
 
     try:
