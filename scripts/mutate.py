@@ -54,7 +54,13 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
         ["tests/test_storage.py", "tests/test_study_sessions_api.py", "tests/test_idempotency.py"],
     ),
     "database": (
-        ["storage/engine.py", "storage/database.py", "storage/migrate.py", "storage/vocabulary.py"],
+        [
+            "storage/engine.py",
+            "storage/database.py",
+            "storage/compiled.py",
+            "storage/migrate.py",
+            "storage/vocabulary.py",
+        ],
         ["tests/test_storage.py", "tests/test_service.py", "tests/test_study_sessions_api.py"],
     ),
     "limits": (

@@ -238,11 +238,14 @@ def test_a_read_of_a_database_locked_past_the_timeout_is_tried_once_then_unavail
 
 
 @pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("long", [False, True], ids=["on the loop", "too long for the loop, on its thread"])
 def test_a_write_holds_the_write_lock_from_its_start_so_another_processs_write_waits_its_turn(
-    settings: Settings, engine: Engine
+    settings: Settings, engine: Engine, long: bool
 ):
     # Two workers on one file. Had `first` begun as a reader, the other's commit after its read
     # would make its own write fail at once (SQLITE_BUSY, a 503) instead of waiting its turn.
+    # A long one is stopped on the event loop while it counts, before it reads, and run again on
+    # the writer thread, whose connection must begin it as a writer too.
     first, other = (
         Database(make_engine(settings.database_url, busy_timeout=5), connections=2, timeout=5) for _ in range(2)
     )
@@ -255,6 +258,8 @@ def test_a_write_holds_the_write_lock_from_its_start_so_another_processs_write_w
         ids.append(asyncio.run(other.write(create)))
 
     def read_then_create(conn: Connection) -> int:
+        if long:
+            counting_to(200_000)(conn)  # ~0.1 s: past LOOP_BUDGET
         conn.execute(select(groups)).all()
         meanwhile.start()
         meanwhile.join(timeout=0.3)  # it waits for the write lock until this transaction commits
@@ -294,6 +299,7 @@ def test_a_compiled_statement_answers_and_fails_as_sqlalchemys_execute_does(engi
     assert answered[0][3].tzinfo == UTC
     assert stored == "2026-11-27 12:00:00.000007"  # as SQLAlchemy writes it: text that sorts as time does
     assert str(compiled_error.value.orig) == str(sqlalchemy_error.value.orig)
+    assert str(compiled_error.value) == str(sqlalchemy_error.value)  # as a 500's log line names it: the SQL too
 
 
 @pytest.mark.backends("sqlite")
@@ -368,13 +374,135 @@ def with_the_loops_longest_stall(work: Callable[[], Awaitable[T]]) -> tuple[T | 
 @pytest.mark.backends("sqlite")
 def test_a_sqlite_transaction_too_long_for_the_event_loop_is_run_again_on_a_thread_and_answers(settings: Settings):
     db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=30)
+
+    def count(conn: Connection, n: int, *, plus: int) -> int:  # its arguments go along to the thread
+        return counting_to(n)(conn) + plus
+
     try:
-        answer, _took, stall = with_the_loops_longest_stall(lambda: db.read(counting_to(1_000_000)))
+        answer, _took, stall = with_the_loops_longest_stall(lambda: db.read(count, 1_000_000, plus=1))
     finally:
         db.close()
 
-    assert answer == 1_000_000
+    assert answer == 1_000_001
     assert stall < 0.1, f"the event loop stood still for {stall:.3f} s"  # counting takes ~0.4 s
+
+
+@pytest.mark.backends("sqlite")
+def test_more_sqlite_transactions_too_long_for_the_loop_than_connections_queue_on_their_threads_and_all_answer(
+    settings: Settings, engine: Engine
+):
+    # Three connections: the loop's, the writer thread's, the one reader thread's, each kept for
+    # every transaction after. A fourth would wait the pool's 0.2 s and be a 503.
+    db = Database(make_engine(settings.database_url, busy_timeout=0.2, pool_size=3), connections=3, timeout=30)
+    count = counting_to(200_000)  # ~0.1 s: past LOOP_BUDGET
+
+    def count_then_create(conn: Connection) -> int:
+        count(conn)
+        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
+
+    async def all_at_once() -> list[int]:
+        reads = [db.read(count) for _ in range(4)]
+        writes = [db.write(count_then_create) for _ in range(3)]
+        return await asyncio.gather(*reads, *writes)
+
+    try:
+        answers = asyncio.run(all_at_once())
+        again = asyncio.run(db.read(count))  # on a new event loop: the threads' connections serve it
+    finally:
+        db.close()
+
+    assert answers[:4] == [200_000] * 4
+    assert sorted(answers[4:]) == [1, 2, 3]  # in the order each found the write lock free
+    assert again == 200_000
+    assert count_sessions(engine) == 3
+
+
+@pytest.mark.backends("sqlite")
+def test_a_transaction_on_a_thread_is_one_connection_in_use_while_it_runs_and_none_after(settings: Settings):
+    # What db_connections{state="in_use"|"open"} shows (edge/metrics.py): a transaction too long for
+    # the loop is counted while it runs on its thread; the loop's connection and then the reader's open.
+    seen: list[tuple[int, int]] = []
+    db = Database(
+        make_engine(settings.database_url, busy_timeout=5),
+        connections=3,
+        timeout=30,
+        observe=lambda in_use, open_: seen.append((in_use, open_)),
+    )
+    try:
+        answer = asyncio.run(db.read(counting_to(200_000)))
+    finally:
+        db.close()
+
+    assert answer == 200_000
+    assert seen == [(0, 1), (1, 1), (0, 2)]
+
+
+def test_a_sqlite_file_that_could_not_be_opened_is_opened_by_the_next_transaction_once_it_can(tmp_path):
+    (tmp_path / "data").write_text("")  # a file where the database's folder should be: it cannot be opened
+    url = f"sqlite:///{tmp_path}/data/study.db"
+    db = Database(make_engine(url, busy_timeout=0.2), connections=3, timeout=1)
+    try:
+        with pytest.raises(Unavailable):
+            asyncio.run(db.read(migrate.revision))
+        (tmp_path / "data").unlink()  # the volume comes back
+        creating = make_engine(url)
+        migrate.upgrade(creating)
+        creating.dispose()
+        revision = asyncio.run(db.read(migrate.revision))
+    finally:
+        db.close()
+
+    assert revision == migrate.HEAD
+
+
+@pytest.mark.backends("sqlite")
+def test_a_read_while_another_process_holds_the_write_lock_answers_at_once_without_its_uncommitted_rows(
+    settings: Settings, engine: Engine
+):
+    db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=1)
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO study_sessions (group_id, study_activity_id, created_at) VALUES (1, 1, '2026-11-27')")
+    try:
+        started = time.monotonic()
+        listed = asyncio.run(db.read(study_sessions.list_page, page=1, per_page=10))
+        took = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+        db.close()
+
+    assert listed.total == 0
+    assert took < 0.5  # a read begun as a writer would wait out the lock: a 503 after 1 s
+
+
+@pytest.mark.backends("sqlite")
+def test_a_write_waiting_out_a_lock_when_the_database_closes_is_unavailable_saying_it_is_shutting_down(
+    settings: Settings, engine: Engine
+):
+    db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=5)
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    def create(conn: Connection) -> int:
+        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
+
+    async def close_while_it_waits() -> int:
+        writing = asyncio.create_task(db.write(create))
+        await asyncio.sleep(0.1)  # it has found the file locked and sleeps before its next try
+        db.close()
+        return await writing
+
+    try:
+        with pytest.raises(Unavailable) as raised:
+            asyncio.run(close_while_it_waits())
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert raised.value.cause == "it is shutting down"
+    assert str(raised.value) == "the database is closed"  # the log's `error`
+    assert count_sessions(engine) == 0
 
 
 @pytest.mark.backends("sqlite")
@@ -428,6 +556,61 @@ def test_a_sqlite_file_locked_by_another_process_keeps_a_write_waiting_not_the_e
     assert 0.5 <= took < 1.5
     assert stall < 0.1, f"the event loop stood still for {stall:.3f} s"
     assert count_sessions(engine) == 1
+
+
+@pytest.mark.backends("postgresql")
+def test_a_postgresql_read_past_the_timeout_is_tried_once_then_unavailable(settings: Settings, engine: Engine):
+    # Only a connection the server ended earns a read a second try: a statement timeout is not
+    # tried again, or a client would wait twice DB_TIMEOUT for its 503.
+    db = Database(make_engine(settings.database_url, busy_timeout=0.5), connections=2, timeout=0.5)
+    tries = []
+    event.listen(db.engine, "before_cursor_execute", lambda *args: tries.append(1) if "groups" in args[2] else None)
+
+    def read_groups(conn: Connection) -> int:
+        return len(conn.execute(select(groups)).all())
+
+    try:
+        with engine.connect() as holder, holder.begin():
+            holder.execute(text("LOCK TABLE groups IN ACCESS EXCLUSIVE MODE"))
+            with pytest.raises(Unavailable) as raised:
+                asyncio.run(db.read(read_groups))
+            holder.rollback()
+    finally:
+        db.close()
+
+    assert raised.value.cause == "it did not answer within DB_TIMEOUT"
+    assert tries == [1]
+
+
+@pytest.mark.backends("postgresql")
+def test_a_transaction_that_waited_the_timeout_for_a_database_thread_is_unavailable_and_never_runs(
+    settings: Settings, engine: Engine
+):
+    # One thread, held 0.6 s by a read of two statements each within the timeout: the write asked
+    # for at the same moment gets the thread past its 0.5 s, so it is not started at all.
+    db = Database(make_engine(settings.database_url, busy_timeout=0.5, pool_size=1), connections=1, timeout=0.5)
+
+    def slow_read(conn: Connection) -> int:
+        conn.execute(text("SELECT pg_sleep(0.3)"))
+        conn.execute(text("SELECT pg_sleep(0.3)"))
+        return 1
+
+    def create(conn: Connection) -> int:
+        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
+
+    async def both_at_once() -> tuple[int | BaseException, int | BaseException]:
+        return await asyncio.gather(db.read(slow_read), db.write(create), return_exceptions=True)
+
+    try:
+        read, write = asyncio.run(both_at_once())
+    finally:
+        db.close()
+
+    assert read == 1
+    assert isinstance(write, Unavailable)
+    assert write.cause == "it is busy: no database thread came free in time"
+    assert str(write) == "no database thread came free in 0.5 s"  # the log's `error`
+    assert count_sessions(engine) == 0
 
 
 def test_a_list_total_follows_creates_refusals_and_deletes_without_counting_the_table(engine: Engine):
