@@ -379,12 +379,14 @@ def test_a_sqlite_transaction_too_long_for_the_event_loop_is_run_again_on_a_thre
         return counting_to(n)(conn) + plus
 
     try:
-        answer, _took, stall = with_the_loops_longest_stall(lambda: db.read(count, 1_000_000, plus=1))
+        answer, _took, stall = with_the_loops_longest_stall(lambda: db.read(count, 2_000_000, plus=1))
     finally:
         db.close()
 
-    assert answer == 1_000_001
-    assert stall < 0.1, f"the event loop stood still for {stall:.3f} s"  # counting takes ~0.4 s
+    # Counting takes ~0.8 s; a loaded machine (load 12 and more) has kept the loop from a tick for
+    # 0.19 s when nothing was wrong.
+    assert answer == 2_000_001
+    assert stall < 0.3, f"the event loop stood still for {stall:.3f} s"
 
 
 @pytest.mark.backends("sqlite")
@@ -459,7 +461,7 @@ def test_a_sqlite_file_that_could_not_be_opened_is_opened_by_the_next_transactio
 def test_a_read_while_another_process_holds_the_write_lock_answers_at_once_without_its_uncommitted_rows(
     settings: Settings, engine: Engine
 ):
-    db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=1)
+    db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=3)
     holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     holder.execute("INSERT INTO study_sessions (group_id, study_activity_id, created_at) VALUES (1, 1, '2026-11-27')")
@@ -473,7 +475,7 @@ def test_a_read_while_another_process_holds_the_write_lock_answers_at_once_witho
         db.close()
 
     assert listed.total == 0
-    assert took < 0.5  # a read begun as a writer would wait out the lock: a 503 after 1 s
+    assert took < 1.5  # a read begun as a writer would wait out the lock: a 503 after 3 s
 
 
 @pytest.mark.backends("sqlite")
@@ -527,7 +529,7 @@ def test_a_sqlite_transaction_still_running_at_the_timeout_is_unavailable_and_st
     assert isinstance(answer, Unavailable)
     assert answer.cause == "it did not answer within DB_TIMEOUT"
     assert 1 <= took < 3
-    assert stall < 0.1, f"the event loop stood still for {stall:.3f} s"
+    assert stall < 0.3, f"the event loop stood still for {stall:.3f} s"  # held, it would stand 1 s
     assert count_sessions(engine) == 0
 
 
@@ -542,19 +544,19 @@ def test_a_sqlite_file_locked_by_another_process_keeps_a_write_waiting_not_the_e
     def create(conn: Connection) -> int:
         return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
 
-    async def write_while_locked_for_half_a_second() -> int:
-        asyncio.get_running_loop().call_later(0.5, holder.rollback)
+    async def write_while_locked_for_a_second() -> int:
+        asyncio.get_running_loop().call_later(1, holder.rollback)
         return await db.write(create)
 
     try:
-        answer, took, stall = with_the_loops_longest_stall(write_while_locked_for_half_a_second)
+        answer, took, stall = with_the_loops_longest_stall(write_while_locked_for_a_second)
     finally:
         holder.close()
         db.close()
 
     assert answer == 1
-    assert 0.5 <= took < 1.5
-    assert stall < 0.1, f"the event loop stood still for {stall:.3f} s"
+    assert 1 <= took < 2.5
+    assert stall < 0.3, f"the event loop stood still for {stall:.3f} s"  # held, it would stand 1 s
     assert count_sessions(engine) == 1
 
 
