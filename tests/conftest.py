@@ -53,12 +53,16 @@ LONGEST = ("tests/test_contract.py::test_sequences_of_calls_keep_the_contract[",
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first, the rest as collected. pytest-xdist hands tests out in this order
-    as its workers come free, so one started last would keep its worker busy for minutes after the
-    others had run out of tests. The rest stay mixed, file by file: live tests that wait on their
-    servers beside in-process ones that keep the cores busy (all the live ones together left the
-    cores 40 % idle for five minutes)."""
-    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST))
+    """The longest tests first, then the other live ones, then those in process. pytest-xdist hands
+    tests out in this order as its workers come free, so one started last would keep its worker
+    busy for minutes after the others had run out of tests."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.nodeid.startswith(LONGEST):
+            return 0
+        return 1 if item.get_closest_marker("live") or item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
