@@ -31,6 +31,13 @@ from storage.schema import groups, metadata, study_activities
 from tests.conftest import POSTGRESQL_URL, admin_engine, count_sessions, drop_database
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def create(conn: Connection) -> int:
+    """A new session's id: the write the transaction tests make."""
+    return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
+
+
 T = TypeVar("T")
 
 
@@ -250,9 +257,6 @@ def test_a_write_holds_the_write_lock_from_its_start_so_another_processs_write_w
         Database(make_engine(settings.database_url, busy_timeout=5), connections=2, timeout=5) for _ in range(2)
     )
     ids = []
-
-    def create(conn: Connection) -> int:
-        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
 
     def other_creates() -> None:
         ids.append(asyncio.run(other.write(create)))
@@ -486,9 +490,6 @@ def test_a_write_waiting_out_a_lock_when_the_database_closes_is_unavailable_sayi
     holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
 
-    def create(conn: Connection) -> int:
-        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
-
     async def close_while_it_waits() -> int:
         writing = asyncio.create_task(db.write(create))
         await asyncio.sleep(0.1)  # it has found the file locked and sleeps before its next try
@@ -540,9 +541,6 @@ def test_a_sqlite_file_locked_by_another_process_keeps_a_write_waiting_not_the_e
     db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=5)
     holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
-
-    def create(conn: Connection) -> int:
-        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
 
     async def write_while_locked_for_a_second() -> int:
         asyncio.get_running_loop().call_later(1, holder.rollback)
@@ -596,9 +594,6 @@ def test_a_transaction_that_waited_the_timeout_for_a_database_thread_is_unavaila
         conn.execute(text("SELECT pg_sleep(0.3)"))
         conn.execute(text("SELECT pg_sleep(0.3)"))
         return 1
-
-    def create(conn: Connection) -> int:
-        return study_sessions.create(conn, group_id=1, study_activity_id=1, created_at=NOW).id
 
     async def both_at_once() -> tuple[int | BaseException, int | BaseException]:
         return await asyncio.gather(db.read(slow_read), db.write(create), return_exceptions=True)
