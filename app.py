@@ -76,7 +76,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
         gc.freeze()
         metrics.CONNECTIONS_MAX.set(db.connections)
         yield
-        db.close()  # after the server has drained its requests: finish, then hang up
+        await db.aclose()  # after the server has drained its requests: finish, then hang up
 
     # Words are Japanese: answer them as UTF-8 text (JSON's own encoding), not as \u escapes.
     jsonifier = Jsonifier(json, ensure_ascii=False)

@@ -29,6 +29,8 @@ RATE = 1000
 LAYERS = (  # (layer, pattern of a frame's file), innermost match wins; first match among these
     ("sqlite3", r"^<?(sqlite3|_sqlite)"),
     ("SQLAlchemy", r"sqlalchemy/"),
+    ("psycopg (PostgreSQL's driver)", r"(^|/)psycopg"),
+    ("greenlet", r"greenlet"),
     ("prometheus_client (metrics)", r"prometheus_client/"),
     ("limits (rate limits)", r"(^|/)limits/"),
     ("jsonschema (validation)", r"jsonschema|referencing/|rpds"),

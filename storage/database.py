@@ -1,8 +1,9 @@
-"""The database as the asynchronous service sees it. On PostgreSQL each transaction runs on a
-thread of this process's own, so that a slow or locked database holds a thread, never the event
-loop. On SQLite, whose statements take microseconds, a transaction runs on the event loop itself
-unless it would wait or run long: a lock held elsewhere is waited for with asyncio's sleeps, and a
-transaction that runs past a few milliseconds is stopped and run again on a thread."""
+"""The database as the asynchronous service sees it. On PostgreSQL each transaction runs on the
+event loop through psycopg's asynchronous connection: a slow or locked database holds the
+request that waits for it, never the loop. On SQLite, whose statements take microseconds, a
+transaction runs on the event loop itself unless it would wait or run long: a lock held elsewhere
+is waited for with asyncio's sleeps, and a transaction that runs past a few milliseconds is stopped
+and run again on a thread."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, exc
+from sqlalchemy.util import greenlet_spawn
 
 from storage.compiled import driver_errors
-from storage.engine import outages_as_unavailable
+from storage.engine import asynchronous, outages_as_unavailable
 from storage.errors import Unavailable
 
 P = ParamSpec("P")
@@ -41,9 +43,12 @@ class Database:
     """Runs `work(conn, ...)` in one transaction and answers its result; `work` is plain
     synchronous code that must not wait on anything but the database.
 
-    On PostgreSQL (and any server database) every transaction runs on one of `connections` threads
-    of this process, each keeping one connection for its life (a connection lost on the way is
-    replaced on the thread's next transaction).
+    On PostgreSQL every transaction runs on the event loop, on one of at most `connections`
+    pooled connections: `work` runs in a greenlet (SQLAlchemy's asyncio bridge), and each of its
+    statements waits for the server's answer as the loop serves other requests. A read runs in
+    autocommit (its statements see what was committed when each began, as they would at READ
+    COMMITTED in a transaction); a write in one transaction. A connection lost on the way is
+    replaced at the next checkout.
 
     On SQLite one connection of the event loop's own runs each transaction where it is asked for,
     with no hand-off to a thread: SQLite answers the service's statements in microseconds, and a
@@ -54,10 +59,10 @@ class Database:
     again on a thread: writes on one writer thread (the file takes one writer at a time), reads on
     the others. So `connections` is the loop's one, the writer's and at least one reader's.
 
-    Wherever it runs, a transaction that waited `timeout` seconds for its thread is not started,
-    and one still running `timeout` seconds after it was asked for is interrupted (on SQLite;
-    PostgreSQL's statement timeout does the same there): each raises `Unavailable`, and nothing
-    is stored."""
+    Wherever it runs, a transaction that waited `timeout` seconds for its thread or connection is
+    not started, and one still running `timeout` seconds after it was asked for is interrupted (on
+    SQLite by its progress handler, on PostgreSQL by cancelling the statement, and by the server's
+    statement timeout): each raises `Unavailable`, and nothing is stored."""
 
     def __init__(
         self,
@@ -67,7 +72,6 @@ class Database:
         timeout: float,
         observe: Callable[[int, int], None] = lambda in_use, open_: None,
     ) -> None:
-        self.engine = engine
         self.timeout = timeout
         self._observe = observe
         self._in_use = 0
@@ -78,26 +82,91 @@ class Database:
         self._here: Connection | None = None  # the event loop's connection (SQLite)
         self._here_raw: Any = None
         self._opening: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the pool's connections belong to
         if self._sqlite:
+            self.engine = engine
             readers = max(1, connections - 2)
             self._reads = ThreadPoolExecutor(readers, thread_name_prefix="db-read")
             self._writes = ThreadPoolExecutor(1, thread_name_prefix="db-write")
             self.connections = 1 + 1 + readers
         else:
-            self._reads = self._writes = ThreadPoolExecutor(connections, thread_name_prefix="db")
-            self.connections = connections  # how many connections (and threads) this opens at most
+            self._async = asynchronous(engine, pool_size=connections)
+            self.engine = self._async.sync_engine  # its statements, events and pool
+            self.connections = connections  # how many connections this opens at most
 
     async def read(self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """`work`'s answer, from a read-only transaction."""
         if self._sqlite:
             return await self._here_or_on_thread(self._reads, False, work, *args, **kwargs)
-        return await self._on_thread(self._reads, False, time.monotonic(), work, *args, **kwargs)
+        return await self._on_loop(False, work, *args, **kwargs)
 
     async def write(self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """`work`'s answer, from a transaction that may write; committed before this returns."""
         if self._sqlite:
             return await self._here_or_on_thread(self._writes, True, work, *args, **kwargs)
-        return await self._on_thread(self._writes, True, time.monotonic(), work, *args, **kwargs)
+        return await self._on_loop(True, work, *args, **kwargs)
+
+    async def _on_loop(self, write: bool, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`work` on PostgreSQL, answered or `Unavailable` within `timeout` of being asked for,
+        however long it waited for a connection and then for the server."""
+        self._on(asyncio.get_running_loop())
+        connected: list[bool] = []  # whether a connection came, for the cause of a timeout
+        try:
+            async with asyncio.timeout(self.timeout):
+                if write:
+                    # All connections but one may write at once: the one left keeps reads going
+                    # while writes wait on a lock.
+                    async with self._write_slots:
+                        return await self._transact_async(write, connected, work, args, kwargs)
+                try:
+                    return await self._transact_async(write, connected, work, args, kwargs)
+                except Unavailable as error:
+                    # A read that met a connection lost meanwhile (a restart, a cut) is tried once
+                    # more on a new one. A write is not: it may have been committed before the loss.
+                    if not _lost_connection(error):
+                        raise
+                    return await self._transact_async(write, connected, work, args, kwargs)
+        except TimeoutError:
+            # The statement that was running is cancelled on the server (psycopg does that) and
+            # its connection closed (SQLAlchemy does that): nothing is stored.
+            if not connected:
+                busy = "it is busy: no connection came free in time"
+                raise Unavailable(f"no connection came free in {self.timeout} s", cause=busy) from None
+            late = "it did not answer within DB_TIMEOUT"
+            raise Unavailable(f"no answer within {self.timeout} s", cause=late) from None
+
+    def _on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Makes `loop` the one the pool's connections and the write slots belong to."""
+        if self._loop is not loop:
+            if self._loop is not None:
+                # A loop that is gone (a test's asyncio.run ended) left its connections unusable:
+                # they are let go, not closed.
+                self.engine.dispose(close=False)
+            self._loop = loop
+            self._write_slots = asyncio.Semaphore(max(1, self.connections - 1))
+
+    async def _transact_async(
+        self, write: bool, connected: list[bool], work: Callable[..., T], args: Any, kwargs: Any
+    ) -> T:
+        def transact() -> T:
+            with outages_as_unavailable(), self.engine.connect() as conn:
+                connected.append(True)
+                if not write:
+                    # At READ COMMITTED, which PostgreSQL gives by default, each statement reads a
+                    # snapshot of its own inside a transaction as well: a read's BEGIN and COMMIT
+                    # would cost two round trips and change nothing it reads.
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return work(conn, *args, **kwargs)
+                with conn.begin():
+                    return work(conn, *args, **kwargs)
+
+        self._in_use += 1
+        try:
+            return await greenlet_spawn(transact)
+        finally:
+            self._in_use -= 1
+            pool: Any = self.engine.pool
+            self._observe(self._in_use, pool.checkedin() + pool.checkedout())
 
     async def _here_or_on_thread(
         self, pool: ThreadPoolExecutor, write: bool, work: Callable[..., T], /, *args: Any, **kwargs: Any
@@ -209,10 +278,8 @@ class Database:
             with outages_as_unavailable():
                 conn = self._connection(write)
                 with conn.begin():
-                    if self._sqlite:
-                        driver = conn.connection.driver_connection
-                        return _bounded(conn, driver, asked + self.timeout, work, args, kwargs)
-                    return work(conn, *args, **kwargs)
+                    driver = conn.connection.driver_connection
+                    return _bounded(conn, driver, asked + self.timeout, work, args, kwargs)
 
         # The caller's context (its request id, for the log) goes along, as asyncio.to_thread does.
         return await asyncio.get_running_loop().run_in_executor(pool, contextvars.copy_context().run, run)
@@ -236,7 +303,11 @@ class Database:
         return conn
 
     def close(self) -> None:
-        """Let the threads finish what they started, then close every connection."""
+        """Let the threads finish what they started, then close every connection. On PostgreSQL
+        `aclose` closes them on their event loop; here they are let go."""
+        if not self._sqlite:
+            self.engine.dispose(close=False)
+            return
         self._writes.shutdown()
         self._reads.shutdown()
         with self._lock:
@@ -245,6 +316,13 @@ class Database:
             self._connections.clear()
         self._here = self._here_raw = None
         self.engine.dispose()
+
+    async def aclose(self) -> None:
+        """`close`, on the event loop that runs the transactions: on PostgreSQL every connection is
+        closed there, after the transactions running on it have ended."""
+        if not self._sqlite:
+            await self._async.dispose()
+        self.close()
 
 
 class _LockedElsewhere(Exception):

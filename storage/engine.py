@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from storage.errors import Unavailable
 from storage.postgresql import postgresql_connect_args
@@ -61,6 +62,23 @@ def make_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = POOL_SI
     )
     _configure_sqlite(engine, busy_timeout, parsed.database)
     return engine
+
+
+def asynchronous(engine: Engine, *, pool_size: int) -> AsyncEngine:
+    """`engine`'s PostgreSQL database through psycopg's asynchronous connections, at most
+    `pool_size` of them, set up as `engine` is: the same timeouts and session settings. Its
+    connections belong to the event loop that opens them."""
+    timeout = engine.pool.timeout()  # type: ignore[attr-defined]
+    twin = create_async_engine(
+        engine.url,
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=timeout,
+        connect_args=postgresql_connect_args(timeout),
+    )
+    _configure_postgresql(twin.sync_engine, timeout)
+    return twin
 
 
 def _configure_postgresql(engine: Engine, timeout: float) -> None:

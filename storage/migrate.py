@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from alembic import command
@@ -55,8 +56,11 @@ HEAD = ScriptDirectory.from_config(_config()).get_current_head()
 
 def revision(conn: Connection) -> str | None:
     """The revision the database's schema is at; None if it was never migrated."""
+    # In a transaction, which PostgreSQL ends at a failed statement, the read goes in a savepoint;
+    # in autocommit (storage.database's reads on PostgreSQL) there is none to keep.
+    autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
     try:
-        with conn.begin_nested():
+        with contextlib.nullcontext() if autocommit else conn.begin_nested():
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except exc.OperationalError as error:
         if "alembic_version" not in str(error.orig):

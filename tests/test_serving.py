@@ -153,21 +153,24 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits(
     assert waited < 20
 
 
-@pytest.mark.backends("sqlite")
 def test_with_the_write_lock_held_elsewhere_creates_wait_and_are_503_while_reads_go_on(
     tmp_path: Path, backend: str, database_url: str, engine: Engine
 ):
-    # On SQLite the workers run transactions on their event loops: a create that finds the file
-    # locked must wait with the loop free, so that both workers go on answering reads.
+    # The workers run transactions on their event loops: a create that finds the file (SQLite) or
+    # the table (PostgreSQL) locked must wait with the loop free, so that both workers go on
+    # answering reads, and end in a 503 at DB_TIMEOUT (SQLite's retries, PostgreSQL's statement
+    # timeout).
     # DB_TIMEOUT is long, so that a read held up behind a create (up to DB_TIMEOUT) stands well
     # apart from one slowed by a busy machine (half a second seen in a loaded CI run).
     with service(tmp_path, database_url, GUNICORN, WORKERS="2", DB_TIMEOUT="4") as (url, _server):
         first = httpx.post(f"{url}/api/v1/study-sessions", json={"group_id": 1, "study_activity_id": 1}).json()
-        with write_lock(backend, database_url), ThreadPoolExecutor(8) as pool:
+        # More creates than a worker has connections (DB_POOL_SIZE, 5): on PostgreSQL each waits
+        # on the lock with a connection, so at least one worker has more of them than connections.
+        with write_lock(backend, database_url), ThreadPoolExecutor(14) as pool:
             started = time.monotonic()
             posts = [
                 pool.submit(httpx.post, f"{url}/api/v1/study-sessions", json={"group_id": 1, "study_activity_id": 1})
-                for _ in range(6)
+                for _ in range(12)
             ]
             reads = []
             while time.monotonic() - started < 1.5:
@@ -179,7 +182,7 @@ def test_with_the_write_lock_held_elsewhere_creates_wait_and_are_503_while_reads
 
     assert {status for status, _ in reads} == {200}
     assert max(seconds for _, seconds in reads) < 2, reads
-    assert [c.status_code for c in creates] == [503] * 6
+    assert [c.status_code for c in creates] == [503] * 12
     assert all(c.headers["content-type"] == "application/problem+json" for c in creates)
     assert waited < 4 + 2
     assert count_sessions(engine) == 1

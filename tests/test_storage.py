@@ -583,11 +583,12 @@ def test_a_postgresql_read_past_the_timeout_is_tried_once_then_unavailable(setti
 
 
 @pytest.mark.backends("postgresql")
-def test_a_transaction_that_waited_the_timeout_for_a_database_thread_is_unavailable_and_never_runs(
+def test_a_transaction_that_waited_the_timeout_for_a_connection_is_unavailable_and_never_runs(
     settings: Settings, engine: Engine
 ):
-    # One thread, held 0.6 s by a read of two statements each within the timeout: the write asked
-    # for at the same moment gets the thread past its 0.5 s, so it is not started at all.
+    # One connection, held by a read of two statements, each within the timeout but 0.6 s in all:
+    # the read is stopped at its 0.5 s, and the write asked for at the same moment, which waited
+    # those 0.5 s for the connection, is not started at all.
     db = Database(make_engine(settings.database_url, busy_timeout=0.5, pool_size=1), connections=1, timeout=0.5)
 
     def slow_read(conn: Connection) -> int:
@@ -595,18 +596,21 @@ def test_a_transaction_that_waited_the_timeout_for_a_database_thread_is_unavaila
         conn.execute(text("SELECT pg_sleep(0.3)"))
         return 1
 
-    async def both_at_once() -> tuple[int | BaseException, int | BaseException]:
-        return await asyncio.gather(db.read(slow_read), db.write(create), return_exceptions=True)
+    async def both_at_once() -> tuple[float, tuple[int | BaseException, int | BaseException]]:
+        started = time.monotonic()
+        answers = await asyncio.gather(db.read(slow_read), db.write(create), return_exceptions=True)
+        return time.monotonic() - started, answers
 
     try:
-        read, write = asyncio.run(both_at_once())
+        took, (read, write) = asyncio.run(both_at_once())
     finally:
         db.close()
 
-    assert read == 1
+    assert isinstance(read, Unavailable) and read.cause == "it did not answer within DB_TIMEOUT"
     assert isinstance(write, Unavailable)
-    assert write.cause == "it is busy: no database thread came free in time"
-    assert str(write) == "no database thread came free in 0.5 s"  # the log's `error`
+    assert write.cause == "it is busy: no connection came free in time"
+    assert str(write) == "no connection came free in 0.5 s"  # the log's `error`
+    assert took < 0.5 + 0.3  # each within its own 0.5 s, never one after the other
     assert count_sessions(engine) == 0
 
 
