@@ -462,6 +462,51 @@ def test_a_sqlite_file_that_could_not_be_opened_is_opened_by_the_next_transactio
 
 
 @pytest.mark.backends("sqlite")
+def test_a_request_cancelled_while_the_file_is_first_opened_leaves_the_next_ones_every_connection(
+    settings: Settings, engine: Engine
+):
+    # The first transaction opens the file; another process holds it locked, so the open waits on
+    # a thread. Its client goes away meanwhile (the transaction is cancelled), and the next request
+    # must wait for that same open, not start one of its own: a second open would leave the first
+    # connection open and unused, one of the pool's three lost, and then a read and a write too
+    # long for the loop at once would not both find a connection (one a 503 after the pool's wait).
+    engine.dispose()  # in WAL mode, a lock that shuts out a new connection needs every other one closed
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE groups SET name = name")
+    db = Database(make_engine(settings.database_url, busy_timeout=3, pool_size=3), connections=3, timeout=30)
+    count = counting_to(200_000)  # ~0.1 s: past LOOP_BUDGET
+
+    def count_then_create(conn: Connection) -> int:
+        count(conn)
+        return create(conn)
+
+    async def cancelled_during_the_open_then_asked_again() -> tuple[bool, str | None, list[int]]:
+        first = asyncio.create_task(db.read(migrate.revision))
+        await asyncio.sleep(0.2)  # it waits for the file's lock, in the first open
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        second = asyncio.create_task(db.read(migrate.revision))
+        await asyncio.sleep(0.2)
+        holder.close()  # the other process lets go
+        revision = await second
+        both = await asyncio.gather(db.read(count), db.write(count_then_create))
+        return first.cancelled(), revision, both
+
+    try:
+        cancelled, revision, answers = asyncio.run(cancelled_during_the_open_then_asked_again())
+    finally:
+        holder.close()
+        db.close()
+
+    assert cancelled
+    assert revision == migrate.HEAD
+    assert answers == [200_000, 1]
+    assert count_sessions(engine) == 1
+
+
+@pytest.mark.backends("sqlite")
 def test_a_read_while_another_process_holds_the_write_lock_answers_at_once_without_its_uncommitted_rows(
     settings: Settings, engine: Engine
 ):
