@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import threading
 import time
@@ -163,6 +164,69 @@ def test_an_unreachable_database_raises_unavailable(tmp_path):
 
     with pytest.raises(Unavailable), transaction(engine) as conn:
         conn.execute(select(groups))
+
+
+def test_a_database_server_that_takes_the_connection_but_never_answers_is_unavailable_within_the_timeout():
+    # A server that hangs (a host gone mid-handshake, a proxy with nothing behind it): connecting
+    # is bounded by busy_timeout, not left to wait for ever with the request behind it.
+    listener = socket.create_server(("127.0.0.1", 0))  # the kernel completes the handshake; nothing answers
+    port = listener.getsockname()[1]
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test", busy_timeout=1)
+
+    def read() -> None:
+        with transaction(engine) as conn:
+            conn.execute(select(groups))
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        started = time.monotonic()
+        reading = pool.submit(read)
+        with pytest.raises(Unavailable) as raised:
+            reading.result(timeout=10)
+        took = time.monotonic() - started
+    finally:
+        listener.close()  # resets the connection a read still waits on, so that it ends
+        pool.shutdown()
+        engine.dispose()
+
+    assert raised.value.cause == "its server cannot be reached, or the connection to it was lost"
+    assert took < 5
+
+
+def test_a_connection_asked_for_past_the_pool_waits_the_busy_timeout_then_is_unavailable(settings: Settings):
+    # The pool is the bound on what a process opens (DB_POOL_SIZE; PostgreSQL's max_connections is
+    # shared by every host): one more connection waits busy_timeout for one to come free, then 503.
+    engine = make_engine(settings.database_url, busy_timeout=0.5, pool_size=3)
+    held = [engine.connect() for _ in range(3)]
+
+    def read() -> None:
+        with transaction(engine) as conn:
+            conn.execute(select(literal(1)))
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        started = time.monotonic()
+        reading = pool.submit(read)
+        with pytest.raises(Unavailable) as raised:
+            reading.result(timeout=10)
+        took = time.monotonic() - started
+    finally:
+        for conn in held:  # a read still waiting for one takes it, and ends
+            conn.close()
+        pool.shutdown()
+        engine.dispose()
+
+    assert raised.value.cause == "it is busy: no connection came free in time"
+    assert 0.5 <= took < 3
+
+
+def test_a_failed_statements_error_names_the_statement_never_a_clients_values(engine: Engine):
+    # What a 500's log line says: the SQL that failed, without the values bound to it.
+    with pytest.raises(exc.DBAPIError) as raised, transaction(engine) as conn:
+        conn.execute(text("SELECT name FROM no_such_table WHERE name = :name"), {"name": "a client's secret"})
+
+    assert "SELECT name FROM no_such_table" in str(raised.value)
+    assert "a client's secret" not in str(raised.value)
 
 
 def test_concurrent_writers_each_get_their_own_id(settings):
@@ -462,6 +526,51 @@ def test_a_sqlite_file_that_could_not_be_opened_is_opened_by_the_next_transactio
 
 
 @pytest.mark.backends("sqlite")
+def test_a_request_cancelled_while_the_file_is_first_opened_leaves_the_next_ones_every_connection(
+    settings: Settings, engine: Engine
+):
+    # The first transaction opens the file; another process holds it locked, so the open waits on
+    # a thread. Its client goes away meanwhile (the transaction is cancelled), and the next request
+    # must wait for that same open, not start one of its own: a second open would leave the first
+    # connection open and unused, one of the pool's three lost, and then a read and a write too
+    # long for the loop at once would not both find a connection (one a 503 after the pool's wait).
+    engine.dispose()  # in WAL mode, a lock that shuts out a new connection needs every other one closed
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE groups SET name = name")
+    db = Database(make_engine(settings.database_url, busy_timeout=3, pool_size=3), connections=3, timeout=30)
+    count = counting_to(200_000)  # ~0.1 s: past LOOP_BUDGET
+
+    def count_then_create(conn: Connection) -> int:
+        count(conn)
+        return create(conn)
+
+    async def cancelled_during_the_open_then_asked_again() -> tuple[bool, str | None, list[int]]:
+        first = asyncio.create_task(db.read(migrate.revision))
+        await asyncio.sleep(0.2)  # it waits for the file's lock, in the first open
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        second = asyncio.create_task(db.read(migrate.revision))
+        await asyncio.sleep(0.2)
+        holder.close()  # the other process lets go
+        revision = await second
+        both = await asyncio.gather(db.read(count), db.write(count_then_create))
+        return first.cancelled(), revision, list(both)
+
+    try:
+        cancelled, revision, answers = asyncio.run(cancelled_during_the_open_then_asked_again())
+    finally:
+        holder.close()
+        db.close()
+
+    assert cancelled
+    assert revision == migrate.HEAD
+    assert answers == [200_000, 1]
+    assert count_sessions(engine) == 1
+
+
+@pytest.mark.backends("sqlite")
 def test_a_read_while_another_process_holds_the_write_lock_answers_at_once_without_its_uncommitted_rows(
     settings: Settings, engine: Engine
 ):
@@ -676,6 +785,27 @@ def test_a_path_with_uri_characters_opens_the_database_it_names(tmp_path):
     assert "a#b c/study.db" in files <= {"a#b c/study.db", "a#b c/study.db-wal", "a#b c/study.db-shm"}
 
 
+def test_a_serving_engine_opens_a_file_uri_as_it_is_given(tmp_path):
+    # DATABASE_URL may name the file as a SQLite URI itself (here read-only): it is opened as given,
+    # not taken for a path.
+    path = tmp_path / "study.db"
+    creating = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(creating)
+    creating.dispose()
+    serving = make_engine(f"sqlite:///file:{path}?mode=ro&uri=true", create=False)
+
+    try:
+        with transaction(serving) as conn:
+            revision = migrate.revision(conn)
+        with pytest.raises(Unavailable) as raised, transaction(serving, write=True) as conn:
+            conn.execute(insert(groups).values(name="Not stored"))
+    finally:
+        serving.dispose()
+
+    assert revision == migrate.HEAD
+    assert raised.value.cause == "its file is read-only"
+
+
 def test_one_connection_a_worker_still_serves_writes_and_reads_on_sqlite(tmp_path):
     # SQLite keeps a connection for its writer thread and one for reads, whatever DB_POOL_SIZE says.
     url = f"sqlite:///{tmp_path}/study.db"
@@ -693,14 +823,20 @@ def test_one_connection_a_worker_still_serves_writes_and_reads_on_sqlite(tmp_pat
     assert (created.status_code, read.status_code, again.status_code) == (201, 200, 201)
 
 
-@pytest.mark.backends("postgresql")
-def test_hosts_that_migrate_one_database_at_once_take_turns(backend: str):
+def test_hosts_that_migrate_one_database_at_once_take_turns(backend: str, tmp_path):
     # Two gunicorn masters starting together: each migrates and seeds before its workers start.
-    name = f"study_sessions_fresh_{uuid.uuid4().hex[:12]}"
-    admin = admin_engine()
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRESQL_URL).set(database=name).render_as_string(hide_password=False)
+    # On SQLite each migration takes the write lock from its start, so the others wait their turn:
+    # begun as readers they would run together (one that read before another's commit could not
+    # write, a failed start; and here, in one process, alembic's one context would be shared).
+    admin, name = None, ""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/study.db"
+    else:
+        name = f"study_sessions_fresh_{uuid.uuid4().hex[:12]}"
+        admin = admin_engine()
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(POSTGRESQL_URL).set(database=name).render_as_string(hide_password=False)
     engines = [make_engine(url, busy_timeout=30) for _ in range(4)]
     try:
 
@@ -717,5 +853,6 @@ def test_hosts_that_migrate_one_database_at_once_take_turns(backend: str):
     finally:
         for engine in engines:
             engine.dispose()
-        drop_database(admin, name)
-        admin.dispose()
+        if admin is not None:
+            drop_database(admin, name)
+            admin.dispose()
