@@ -424,7 +424,7 @@ def test_postgresql_stopped_is_a_quick_503_then_the_service_heals_when_it_is_bac
         tmp_path, pg.url, WORKERS=str(workers), DB_POOL_SIZE=str(pool_size), DB_TIMEOUT=str(db_timeout)
     ) as (url, _):
         with Traffic(url, reads=True, until_closed=False) as busy:
-            time.sleep(1)  # every database thread of both workers now holds a connection
+            time.sleep(1)  # every pooled connection of both workers is now open
         first = min(busy.acknowledged)
         pg.stop()  # fast: its sessions are ended, new connections are refused
         down = [(name, *timed(send)) for _ in range(3) for name, send in each_operation(url, first).items()]
@@ -461,9 +461,9 @@ def test_postgresql_stopped_is_a_quick_503_then_the_service_heals_when_it_is_bac
             assert problem_503(response), f"{name}: {response.status_code} {response.text[:200]}"
     assert [r.status_code for _, r in recovery[-2:]] == [201, 200], f"not healed in 15 s: {figures}"
     assert all(r.status_code in (200, 201) or problem_503(r) for r in after)
-    # A thread's connection that the stop ended is found dead when the thread next uses it: one 503
-    # each at most, then the thread connects again. So the 503s after the restart are bounded by
-    # the connections held, and every request after them succeeds.
+    # A pooled connection that the stop ended is found dead when it is next used: one 503 each at
+    # most, then a new one is opened. So the 503s after the restart are bounded by the connections
+    # held, and every request after them succeeds.
     assert sum(r.status_code == 503 for r in after) <= workers * pool_size
     assert created <= stored
 
@@ -506,8 +506,8 @@ def test_postgresql_connections_cut_under_load_cost_one_503_each_at_most(
     assert set(traffic.statuses()) <= {200, 201, 503}
     assert all(a.problem for a in traffic.answers if a.status == 503)
     assert all(r.status_code in (200, 201) or problem_503(r) for _, r in then)
-    # A cut connection fails the one transaction that meets it, and its thread connects again: one
-    # 503 per connection cut at most, however many requests follow (`then` meets the ones left).
+    # A cut connection fails the one transaction that meets it, and a new one is opened: one 503
+    # per connection cut at most, however many requests follow (`then` meets the ones left).
     assert traffic.statuses()[503] + sum(r.status_code == 503 for _, r in then) <= cut, figures
     assert acknowledged <= stored
     assert len(stored - acknowledged) <= refused_creates  # a commit whose answer the cut lost
