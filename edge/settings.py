@@ -194,7 +194,16 @@ def _database_url(text: str) -> str:
         url = url.set(drivername="postgresql+psycopg")
     if url is None or url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
         raise ValueError("an SQLAlchemy URL of SQLite or PostgreSQL (sqlite:///path or postgresql+psycopg://...)")
+    if url.drivername != "postgresql+psycopg" and _in_memory(url.database or "", url.query.get("mode")):
+        # Each connection (the event loop's, the writer's, each reader's) would have an empty
+        # database of its own, and the migrated one would be gone with the connection that made it.
+        raise ValueError("a SQLite file (sqlite:///path), not memory, where each connection has a database of its own")
     return text.strip() if url.drivername != "postgresql+psycopg" else url.render_as_string(hide_password=False)
+
+
+def _in_memory(database: str, mode: object) -> bool:
+    """Whether a SQLite URL's database is memory: none, `:memory:`, or a URI of mode=memory."""
+    return database in ("", ":memory:") or database.startswith("file::memory:") or mode == "memory"
 
 
 def _origins(text: str) -> tuple[str, ...]:

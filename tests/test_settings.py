@@ -139,6 +139,20 @@ WRONG = [
         "DATABASE_URL is 'mysql://study:***@db/study': it takes an SQLAlchemy URL of SQLite or PostgreSQL"
         " (sqlite:///path or postgresql+psycopg://...).",
     ),
+    *(
+        (
+            "DATABASE_URL",
+            memory,
+            f"DATABASE_URL is {memory!r}: it takes a SQLite file (sqlite:///path), not memory,"
+            " where each connection has a database of its own.",
+        )
+        for memory in (
+            "sqlite://",
+            "sqlite:///:memory:",
+            "sqlite+pysqlite:///file::memory:?cache=shared&uri=true",
+            "sqlite:///file:study?mode=memory&uri=true",
+        )
+    ),
     (
         "CORS_ORIGINS",
         "https://a.example/app",
