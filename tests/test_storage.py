@@ -16,8 +16,22 @@ from typing import TypeVar
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, Engine, bindparam, delete, event, exc, insert, literal, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    exc,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 from starlette.testclient import TestClient
 
 from app import create_app
@@ -665,6 +679,39 @@ def test_a_sqlite_file_locked_by_another_process_keeps_a_write_waiting_not_the_e
     assert 1 <= took < 2.5
     assert stall < 0.3, f"the event loop stood still for {stall:.3f} s"  # held, it would stand 1 s
     assert count_sessions(engine) == 1
+
+
+@pytest.mark.backends("postgresql")
+def test_closing_on_the_event_loop_hangs_up_every_postgresql_connection_it_opened(settings: Settings):
+    # What the service does when it stops (app.py's lifespan): the connections it opened on the
+    # event loop are closed there, not left for the server to find dead.
+    db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=5)
+    others = create_engine(settings.database_url, poolclass=NullPool)  # counts, and holds none itself
+
+    def backends() -> int:
+        with others.connect() as conn:
+            mine = (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return int(conn.execute(text(mine)).scalar_one())
+
+    def sleep(conn: Connection) -> int:
+        return int(conn.execute(text("SELECT 1 FROM pg_sleep(0.2)")).scalar_one())
+
+    async def use_then_close() -> tuple[int, int]:
+        await asyncio.gather(*(db.read(sleep) for _ in range(3)))  # three at once: three connections
+        opened = backends()
+        await db.aclose()
+        return opened, backends()
+
+    before = backends()
+    try:
+        opened, after = asyncio.run(use_then_close())
+    finally:
+        db.close()
+        others.dispose()
+
+    assert (opened, after) == (before + 3, before)
 
 
 @pytest.mark.backends("postgresql")
