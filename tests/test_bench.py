@@ -9,13 +9,13 @@ import shutil
 import sqlite3
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Connection, Engine, event
 from starlette.testclient import TestClient
 
 from app import create_app
@@ -219,6 +219,14 @@ class Traced:
         self.log.append(("ROLLBACK",))
         self.conn.rollback()
 
+    @property
+    def autocommit(self) -> bool:
+        return self.conn.autocommit
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        self.conn.autocommit = value
+
 
 def postgresql_words(url: str) -> tuple[int, int]:
     """A word of session 2's group, and a word of another group."""
@@ -232,33 +240,49 @@ def postgresql_words(url: str) -> tuple[int, int]:
 
 def service_statements_on_postgresql(url: str) -> list[tuple[Any, ...]]:
     """What the service sends PostgreSQL for the requests of `service_statements`, from its
-    first request on: statements with their parameters, COMMITs and ROLLBACKs."""
+    first request on: statements with their parameters, COMMITs and ROLLBACKs (none for a read in
+    autocommit: the driver sends none)."""
     log: list[tuple[Any, ...]] = []
     settings = Settings(database_url=url, rate_limit_write="off", rate_limit_read="off")
     engine = make_engine(url)
-    event.listen(engine, "before_cursor_execute", lambda *a: log.append((a[2], a[3])))
-    event.listen(engine, "commit", lambda _conn: log.append(("COMMIT",)))
-    event.listen(engine, "rollback", lambda _conn: log.append(("ROLLBACK",)))
     word, other = postgresql_words(url)
-    with TestClient(create_app(settings, engine)) as client:
-        del log[:]
-        body = {"group_id": 2, "study_activity_id": 3, "created_at": CREATED_AT}
-        assert client.post("/api/v1/study-sessions", json=body).status_code == 201
-        assert client.post("/api/v1/study-sessions", json={**body, "id": 77}).status_code == 201
-        assert client.post("/api/v1/study-sessions", json={**body, "id": 77}).status_code == 409
-        assert client.post("/api/v1/study-sessions", json={**body, "group_id": 9}).status_code == 422
-        assert client.get("/api/v1/study-sessions/3").status_code == 200
-        assert client.get("/api/v1/study-sessions/12345").status_code == 404
-        assert client.get("/api/v1/study-sessions?page=1&per_page=10").status_code == 200
-        assert client.get("/api/v1/study-sessions?page=2&per_page=3").status_code == 200
-        review = "/api/v1/study-sessions/2/reviews"
-        assert client.post(review, json={"word_id": word, "correct": True}).status_code == 201
-        assert client.post(review, json={"word_id": other, "correct": False}).status_code == 422
-        assert (
-            client.post("/api/v1/study-sessions/12345/reviews", json={"word_id": word, "correct": True}).status_code
-            == 404
-        )
-    engine.dispose()
+
+    def ended(word: str) -> Callable[[Connection], None]:
+        def note(conn: Connection) -> None:
+            if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                log.append((word,))
+
+        return note
+
+    # On every engine: the service's transactions run on the asynchronous engine it makes of `engine`.
+    listeners: list[tuple[str, Callable[..., None]]] = [
+        ("before_cursor_execute", lambda *a: log.append((a[2], a[3]))),
+        ("commit", ended("COMMIT")),
+        ("rollback", ended("ROLLBACK")),
+    ]
+    for name, listener in listeners:
+        event.listen(Engine, name, listener)
+    try:
+        with TestClient(create_app(settings, engine)) as client:
+            del log[:]
+            body = {"group_id": 2, "study_activity_id": 3, "created_at": CREATED_AT}
+            assert client.post("/api/v1/study-sessions", json=body).status_code == 201
+            assert client.post("/api/v1/study-sessions", json={**body, "id": 77}).status_code == 201
+            assert client.post("/api/v1/study-sessions", json={**body, "id": 77}).status_code == 409
+            assert client.post("/api/v1/study-sessions", json={**body, "group_id": 9}).status_code == 422
+            assert client.get("/api/v1/study-sessions/3").status_code == 200
+            assert client.get("/api/v1/study-sessions/12345").status_code == 404
+            assert client.get("/api/v1/study-sessions?page=1&per_page=10").status_code == 200
+            assert client.get("/api/v1/study-sessions?page=2&per_page=3").status_code == 200
+            review = "/api/v1/study-sessions/2/reviews"
+            assert client.post(review, json={"word_id": word, "correct": True}).status_code == 201
+            assert client.post(review, json={"word_id": other, "correct": False}).status_code == 422
+            missing = "/api/v1/study-sessions/12345/reviews"
+            assert client.post(missing, json={"word_id": word, "correct": True}).status_code == 404
+    finally:
+        for name, listener in listeners:
+            event.remove(Engine, name, listener)
+        engine.dispose()
     return log
 
 

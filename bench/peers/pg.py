@@ -5,8 +5,9 @@ with the same parameters; on one psycopg connection per worker process, set up a
 storage/engine.py sets up the service's. The same functions as sql.py, raising its exceptions, so
 that a peer picks one module or the other by DATABASE_URL and nothing else changes.
 
-As with SQLAlchemy there, a transaction begins implicitly at its first statement (autocommit is
-off) and ends in COMMIT, or in ROLLBACK when it raises."""
+As with SQLAlchemy there, a write's transaction begins implicitly at its first statement
+(autocommit is off) and ends in COMMIT, or in ROLLBACK when it raises; reads run in autocommit, as
+the service's do."""
 
 from __future__ import annotations
 
@@ -141,6 +142,17 @@ def _transaction(conn: Connection) -> Iterator[Connection]:
     conn.commit()
 
 
+@contextmanager
+def _read(conn: Connection) -> Iterator[Connection]:
+    """As the service reads (storage/database.py): in autocommit, no BEGIN and COMMIT around the
+    statements, which at READ COMMITTED each read a snapshot of their own either way."""
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.autocommit = False
+
+
 def instant(value: datetime) -> str:
     """A stored datetime as the service answers it (handlers/shape.py): RFC 3339 UTC, `Z`."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -220,7 +232,7 @@ def review(conn: Connection, *, study_session_id: int, word_id: int, correct: bo
 
 def get(conn: Connection, id: int) -> dict[str, Any]:
     """The session `id`; `Missing` if there is none."""
-    with _transaction(conn):
+    with _read(conn):
         row = conn.execute(GET, {**_ZEROS, "id": id}).fetchone()
         if row is None:
             raise Missing(f"There is no study session with id {id}.")
@@ -229,7 +241,7 @@ def get(conn: Connection, id: int) -> dict[str, Any]:
 
 def list_page(conn: Connection, *, page: int, per_page: int) -> dict[str, Any]:
     """Page `page` of the sessions, newest first, as the service's page body."""
-    with _transaction(conn):
+    with _read(conn):
         rows = conn.execute(PAGE, {**_ZEROS, "limit": per_page, "offset": (page - 1) * per_page}).fetchall()
         found = conn.execute(COUNT, {"coalesce_2": 0, "table_name_1": "study_sessions"}).fetchone()
     total = int((found[0] if found else None) or 0)
