@@ -95,7 +95,8 @@ class Database:
             self.connections = connections  # how many connections this opens at most
 
     async def read(self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """`work`'s answer, from a read-only transaction."""
+        """`work`'s answer, from a read: a read-only transaction on SQLite, statements in autocommit
+        on PostgreSQL."""
         if self._sqlite:
             return await self._here_or_on_thread(self._reads, False, work, *args, **kwargs)
         return await self._on_loop(False, work, *args, **kwargs)
