@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import Executable
 from starlette.testclient import TestClient
 
 from app import create_app
@@ -180,16 +181,13 @@ def test_an_unreachable_database_raises_unavailable(tmp_path):
         conn.execute(select(groups))
 
 
-def test_a_database_server_that_takes_the_connection_but_never_answers_is_unavailable_within_the_timeout():
-    # A server that hangs (a host gone mid-handshake, a proxy with nothing behind it): connecting
-    # is bounded by busy_timeout, not left to wait for ever with the request behind it.
-    listener = socket.create_server(("127.0.0.1", 0))  # the kernel completes the handshake; nothing answers
-    port = listener.getsockname()[1]
-    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test", busy_timeout=1)
+def unavailable_read(engine: Engine, statement: Executable, release: Callable[[], None]) -> tuple[Unavailable, float]:
+    """A read of `statement` on a thread of its own, which must raise `Unavailable` within 10 s:
+    that error and the seconds it took. `release` then lets a read still waiting end."""
 
     def read() -> None:
         with transaction(engine) as conn:
-            conn.execute(select(groups))
+            conn.execute(statement)
 
     pool = ThreadPoolExecutor(1)
     try:
@@ -197,13 +195,24 @@ def test_a_database_server_that_takes_the_connection_but_never_answers_is_unavai
         reading = pool.submit(read)
         with pytest.raises(Unavailable) as raised:
             reading.result(timeout=10)
-        took = time.monotonic() - started
+        return raised.value, time.monotonic() - started
     finally:
-        listener.close()  # resets the connection a read still waits on, so that it ends
+        release()
         pool.shutdown()
         engine.dispose()
 
-    assert raised.value.cause == "its server cannot be reached, or the connection to it was lost"
+
+def test_a_database_server_that_takes_the_connection_but_never_answers_is_unavailable_within_the_timeout():
+    # A server that hangs (a host gone mid-handshake, a proxy with nothing behind it): connecting
+    # is bounded by busy_timeout, not left to wait for ever with the request behind it.
+    listener = socket.create_server(("127.0.0.1", 0))  # the kernel completes the handshake; nothing answers
+    port = listener.getsockname()[1]
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test", busy_timeout=1)
+
+    # Closing the listener resets the connection a read still waits on, so that it ends.
+    error, took = unavailable_read(engine, select(groups), release=listener.close)
+
+    assert error.cause == "its server cannot be reached, or the connection to it was lost"
     assert took < 5
 
 
@@ -213,24 +222,13 @@ def test_a_connection_asked_for_past_the_pool_waits_the_busy_timeout_then_is_una
     engine = make_engine(settings.database_url, busy_timeout=0.5, pool_size=3)
     held = [engine.connect() for _ in range(3)]
 
-    def read() -> None:
-        with transaction(engine) as conn:
-            conn.execute(select(literal(1)))
-
-    pool = ThreadPoolExecutor(1)
-    try:
-        started = time.monotonic()
-        reading = pool.submit(read)
-        with pytest.raises(Unavailable) as raised:
-            reading.result(timeout=10)
-        took = time.monotonic() - started
-    finally:
-        for conn in held:  # a read still waiting for one takes it, and ends
+    def release() -> None:  # a read still waiting for one takes it, and ends
+        for conn in held:
             conn.close()
-        pool.shutdown()
-        engine.dispose()
 
-    assert raised.value.cause == "it is busy: no connection came free in time"
+    error, took = unavailable_read(engine, select(literal(1)), release=release)
+
+    assert error.cause == "it is busy: no connection came free in time"
     assert 0.5 <= took < 3
 
 
