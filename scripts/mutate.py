@@ -165,7 +165,10 @@ def main(arguments: list[str]) -> int:
     for part in parts or list(PARTS):
         folder = prepare(part)
         print(f"==> {part}: {' '.join(PARTS[part][0])}", flush=True)
-        code = subprocess.run([str(MUTMUT), "run", *mutmut_arguments], cwd=folder, env=env, check=False).returncode
+        # A PostgreSQL that cannot be reached fails the tests, as in CI (tests/conftest.py), rather
+        # than skipping them: skipped, they would pass, and every mutant would count as survived.
+        part_env = {**env, "CI": "true"} if part in ON_POSTGRESQL else env
+        code = subprocess.run([str(MUTMUT), "run", *mutmut_arguments], cwd=folder, env=part_env, check=False).returncode
         failed = failed or code
     return failed
 
