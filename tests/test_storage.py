@@ -760,7 +760,9 @@ def test_postgresql_runs_as_many_writes_at_once_as_connections_but_one(settings:
         return study_sessions.create(conn, group_id=group_id, study_activity_id=1, created_at=NOW).id
 
     async def two_at_once() -> list[int]:
-        return await asyncio.gather(db.write(create_slowly, 0.5, group_id=1), db.write(create_slowly, 0.5, group_id=2))
+        return list(
+            await asyncio.gather(db.write(create_slowly, 0.5, group_id=1), db.write(create_slowly, 0.5, group_id=2))
+        )
 
     try:
         ids = asyncio.run(two_at_once())  # one after the other, the second would end past 0.9 s
@@ -802,8 +804,8 @@ def test_postgresql_transactions_are_counted_in_use_and_their_connections_open_a
     def sleeping(seconds: float) -> Callable[[Connection], None]:
         return lambda conn: conn.execute(text("SELECT pg_sleep(:s)"), {"s": seconds}).scalar()
 
-    async def two_at_once() -> list[None]:
-        return await asyncio.gather(db.read(sleeping(0.1)), db.write(sleeping(0.4)))
+    async def two_at_once() -> None:
+        await asyncio.gather(db.read(sleeping(0.1)), db.write(sleeping(0.4)))
 
     try:
         asyncio.run(two_at_once())
@@ -862,7 +864,7 @@ def test_a_postgresql_database_serves_a_new_event_loop_as_it_served_the_one_befo
         return 1
 
     async def two_at_once() -> list[int]:  # the second waits for the one connection
-        return await asyncio.gather(db.read(sleeping), db.read(sleeping))
+        return list(await asyncio.gather(db.read(sleeping), db.read(sleeping)))
 
     try:
         first = asyncio.run(two_at_once())
