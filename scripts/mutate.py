@@ -10,6 +10,12 @@ with setup.cfg's [mutmut] section narrowed to the part), so a survivor costs sec
 stricter count: a mutant that only another file's test would notice survives here, and
 docs/testing.md says, for every survivor, which test now kills it or why it is equivalent.
 
+Every part runs its tests on SQLite (setup.cfg's `-k "not postgresql"`), but those in
+ON_POSTGRESQL: `database-postgresql` is `database`'s modules and test files again, with `-k "not
+sqlite"` in its copied setup.cfg, so that the tests' `[postgresql]` cases (and those that name no
+backend) try the code only PostgreSQL runs, on the server TEST_POSTGRESQL_URL names
+(tests/conftest.py).
+
 With no PART, every part runs, one after the other. A second run of a part keeps the result of
 every function that did not change (mutmut's own cache); `rm -rf var/mutate/PART` starts it anew.
 Then, for a part:
@@ -107,6 +113,11 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
     ),
 }
 
+# PostgreSQL's own code (storage/database.py's transactions on the event loop) runs only in the
+# tests' [postgresql] cases, which every other part's `-k` leaves out.
+PARTS["database-postgresql"] = PARTS["database"]
+ON_POSTGRESQL = {"database-postgresql"}
+
 # What a part's folder holds: what the tests import and read, besides the code mutmut copies.
 TREE = ["app.py", "storage", "edge", "handlers", "openapi", "tests", "schemathesis.toml", "pyproject.toml", "README.md"]
 
@@ -130,6 +141,10 @@ def prepare(part: str) -> Path:
     config.read(ROOT / "setup.cfg")
     config["mutmut"]["only_mutate"] = "\n" + "\n".join(modules)
     config["mutmut"]["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(tests)
+    if part in ON_POSTGRESQL:
+        arguments = config["mutmut"]["pytest_add_cli_args"].split("\n")
+        arguments[arguments.index("not postgresql")] = "not sqlite"
+        config["mutmut"]["pytest_add_cli_args"] = "\n".join(arguments)
     with (folder / "setup.cfg").open("w") as file:
         config.write(file)
     return folder
@@ -150,7 +165,10 @@ def main(arguments: list[str]) -> int:
     for part in parts or list(PARTS):
         folder = prepare(part)
         print(f"==> {part}: {' '.join(PARTS[part][0])}", flush=True)
-        code = subprocess.run([str(MUTMUT), "run", *mutmut_arguments], cwd=folder, env=env, check=False).returncode
+        # A PostgreSQL that cannot be reached fails the tests, as in CI (tests/conftest.py), rather
+        # than skipping them: skipped, they would pass, and every mutant would count as survived.
+        part_env = {**env, "CI": "true"} if part in ON_POSTGRESQL else env
+        code = subprocess.run([str(MUTMUT), "run", *mutmut_arguments], cwd=folder, env=part_env, check=False).returncode
         failed = failed or code
     return failed
 

@@ -36,7 +36,6 @@ RUN_BACKENDS = tuple(os.environ.get("TEST_BACKENDS", ",".join(BACKENDS)).split("
 runs SQLite alone; the suite and CI run both)."""
 TEST_API_KEY = "test-key-3f0c9b5e4a9e4c1e9d552f6f0e7a1b42"
 POSTGRESQL_URL = os.environ.get("TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TEMPLATE = f"study_sessions_template_{os.getpid()}"
 
 # `./scripts/dev quick`, the inner loop, sets HYPOTHESIS_PROFILE=quick: every property and state
 # machine runs, on fewer generated examples. The suite (and CI) keeps Hypothesis's defaults.
@@ -85,20 +84,24 @@ def drop_database(admin: Engine, name: str) -> None:
 @pytest.fixture(scope="session")
 def postgresql_template() -> Iterator[str]:
     """A migrated and seeded PostgreSQL database that each test's database is copied from."""
+    # Named when it is made, by the process that makes it: a process forked from one whose session
+    # made its own (mutmut's children, each a session of its own) would take the same name, find
+    # the database there, and skip every PostgreSQL test.
+    template = f"study_sessions_template_{os.getpid()}"
     admin = admin_engine()
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{TEMPLATE}"'))
+            conn.execute(text(f'CREATE DATABASE "{template}"'))
     except Exception as error:  # noqa: BLE001 - any failure to reach the server says the same
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL at {POSTGRESQL_URL} is needed in CI: {error}")
         pytest.skip(f"PostgreSQL at {POSTGRESQL_URL} cannot be reached: {type(error).__name__}")
-    engine = make_engine(make_url(POSTGRESQL_URL).set(database=TEMPLATE).render_as_string(hide_password=False))
+    engine = make_engine(make_url(POSTGRESQL_URL).set(database=template).render_as_string(hide_password=False))
     migrate.upgrade(engine)
     migrate.seed(engine)
     engine.dispose()
-    yield TEMPLATE
-    drop_database(admin, TEMPLATE)
+    yield template
+    drop_database(admin, template)
     admin.dispose()
 
 
