@@ -10,7 +10,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -927,30 +929,6 @@ def test_a_postgresql_database_serves_a_new_event_loop_as_it_served_the_one_befo
     assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == []
 
 
-@pytest.mark.backends("postgresql")
-def test_a_postgresql_database_closed_on_its_event_loop_leaves_no_connection_open(settings: Settings):
-    # The service's shutdown (app.py's lifespan): every connection is closed, none left to the
-    # server to find gone.
-    db = Database(make_engine(settings.database_url, busy_timeout=3, pool_size=3), connections=3, timeout=3)
-
-    def sleeping(conn: Connection) -> None:
-        conn.execute(text("SELECT pg_sleep(0.05)"))
-
-    async def three_then_close() -> None:
-        await asyncio.gather(db.read(sleeping), db.read(sleeping), db.write(sleeping))
-        await db.aclose()
-
-    asyncio.run(three_then_close())
-    counting = make_engine(settings.database_url)
-    with counting.connect() as conn:
-        left = conn.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        ).scalar_one()
-    counting.dispose()
-
-    assert left == 0
-
-
 def test_a_list_total_follows_creates_refusals_and_deletes_without_counting_the_table(engine: Engine):
     with transaction(engine, write=True) as conn:
         for id in (3, 1, 2):
@@ -1051,34 +1029,41 @@ def test_one_connection_a_worker_still_serves_writes_and_reads_on_sqlite(tmp_pat
     assert (created.status_code, read.status_code, again.status_code) == (201, 200, 201)
 
 
+@contextmanager
+def unmigrated_database(backend: str, folder: Path) -> Iterator[str]:
+    """The URL of a database that was never migrated: a new SQLite file in `folder`, or a new
+    PostgreSQL database, dropped after."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder}/study.db"
+        return
+    name = f"study_sessions_fresh_{uuid.uuid4().hex[:12]}"
+    admin = admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRESQL_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        drop_database(admin, name)
+        admin.dispose()
+
+
 def test_the_revision_is_read_in_a_transaction_that_goes_on_and_by_the_databases_reads(backend: str, tmp_path):
     # migrate.revision is what /readyz reads, through Database.read (in autocommit on PostgreSQL);
     # in a transaction, a missing alembic_version (PostgreSQL aborts a transaction at a failed
     # statement) must leave the transaction usable.
-    admin, name = None, ""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path}/study.db"
-    else:
-        name = f"study_sessions_fresh_{uuid.uuid4().hex[:12]}"
-        admin = admin_engine()
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(POSTGRESQL_URL).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url, busy_timeout=3)
-    db = Database(make_engine(url, busy_timeout=3), connections=3, timeout=3)
-    try:
-        with transaction(engine) as conn:
-            never = migrate.revision(conn)
-            after = conn.execute(select(literal(1))).scalar()
-        read_never = asyncio.run(db.read(migrate.revision))
-        migrate.upgrade(engine)
-        read_head = asyncio.run(db.read(migrate.revision))
-    finally:
-        db.close()
-        engine.dispose()
-        if admin is not None:
-            drop_database(admin, name)
-            admin.dispose()
+    with unmigrated_database(backend, tmp_path) as url:
+        engine = make_engine(url, busy_timeout=3)
+        db = Database(make_engine(url, busy_timeout=3), connections=3, timeout=3)
+        try:
+            with transaction(engine) as conn:
+                never = migrate.revision(conn)
+                after = conn.execute(select(literal(1))).scalar()
+            read_never = asyncio.run(db.read(migrate.revision))
+            migrate.upgrade(engine)
+            read_head = asyncio.run(db.read(migrate.revision))
+        finally:
+            db.close()
+            engine.dispose()
 
     assert (never, after) == (None, 1)
     assert read_never is None
@@ -1090,31 +1075,19 @@ def test_hosts_that_migrate_one_database_at_once_take_turns(backend: str, tmp_pa
     # On SQLite each migration takes the write lock from its start, so the others wait their turn:
     # begun as readers they would run together (one that read before another's commit could not
     # write, a failed start; and here, in one process, alembic's one context would be shared).
-    admin, name = None, ""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path}/study.db"
-    else:
-        name = f"study_sessions_fresh_{uuid.uuid4().hex[:12]}"
-        admin = admin_engine()
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(POSTGRESQL_URL).set(database=name).render_as_string(hide_password=False)
-    engines = [make_engine(url, busy_timeout=30) for _ in range(4)]
-    try:
+    def start(engine: Engine) -> None:
+        migrate.upgrade(engine)
+        migrate.seed(engine)
 
-        def start(engine: Engine) -> None:
-            migrate.upgrade(engine)
-            migrate.seed(engine)
+    with unmigrated_database(backend, tmp_path) as url:
+        engines = [make_engine(url, busy_timeout=30) for _ in range(4)]
+        try:
+            with ThreadPoolExecutor(max_workers=len(engines)) as pool:
+                list(pool.map(start, engines))
 
-        with ThreadPoolExecutor(max_workers=len(engines)) as pool:
-            list(pool.map(start, engines))
-
-        with transaction(engines[0]) as conn:
-            assert migrate.revision(conn) == migrate.HEAD
-            assert conn.execute(select(text("count(*)")).select_from(groups)).scalar() == len(migrate.GROUPS)
-    finally:
-        for engine in engines:
-            engine.dispose()
-        if admin is not None:
-            drop_database(admin, name)
-            admin.dispose()
+            with transaction(engines[0]) as conn:
+                assert migrate.revision(conn) == migrate.HEAD
+                assert conn.execute(select(text("count(*)")).select_from(groups)).scalar() == len(migrate.GROUPS)
+        finally:
+            for engine in engines:
+                engine.dispose()
