@@ -801,7 +801,7 @@ def test_postgresql_reads_go_on_while_as_many_writes_as_connections_wait_on_a_lo
 
 @pytest.mark.backends("postgresql")
 def test_postgresql_runs_as_many_writes_at_once_as_connections_but_one(settings: Settings, engine: Engine):
-    db = Database(make_engine(settings.database_url, busy_timeout=2, pool_size=3), connections=3, timeout=1)
+    db = Database(make_engine(settings.database_url, busy_timeout=2, pool_size=3), connections=3, timeout=1.6)
 
     def create_slowly(conn: Connection, seconds: float, *, group_id: int) -> int:  # its arguments go along
         conn.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
@@ -811,11 +811,11 @@ def test_postgresql_runs_as_many_writes_at_once_as_connections_but_one(settings:
         # The connections opened first, so that a loaded machine's slow connecting is not counted.
         await asyncio.gather(db.write(create_slowly, 0, group_id=1), db.write(create_slowly, 0, group_id=2))
         return list(
-            await asyncio.gather(db.write(create_slowly, 0.6, group_id=1), db.write(create_slowly, 0.6, group_id=2))
+            await asyncio.gather(db.write(create_slowly, 1, group_id=1), db.write(create_slowly, 1, group_id=2))
         )
 
     try:
-        ids = asyncio.run(two_at_once())  # one after the other, the second would end past 1 s
+        ids = asyncio.run(two_at_once())  # one after the other, the second would end past its 1.6 s
     finally:
         db.close()
 
