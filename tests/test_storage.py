@@ -183,6 +183,19 @@ def test_an_unreachable_database_raises_unavailable(tmp_path):
         conn.execute(select(groups))
 
 
+def held_by_another_process(settings: Settings, *, exclusive: bool = False) -> sqlite3.Connection:
+    """A connection of its own to the SQLite file, holding its write lock (`exclusive`: every lock,
+    so that not even a new connection can read it) until the caller rolls it back or closes it."""
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    if exclusive:
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("UPDATE groups SET name = name")  # a write takes the lock in WAL mode
+    else:
+        holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
 def unavailable_read(engine: Engine, statement: Executable, release: Callable[[], None]) -> tuple[Unavailable, float]:
     """A read of `statement` on a thread of its own, which must raise `Unavailable` within 10 s:
     that error and the seconds it took. `release` then lets a read still waiting end."""
@@ -303,10 +316,7 @@ def test_a_read_of_a_database_locked_past_the_timeout_is_tried_once_then_unavail
     # Only a connection the driver found broken earns a read a second try: a lock is waited out
     # once, or a client would wait twice DB_TIMEOUT for its 503.
     engine.dispose()  # in WAL mode, a lock that shuts out readers needs every other connection closed
-    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
-    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
-    holder.execute("BEGIN EXCLUSIVE")
-    holder.execute("UPDATE groups SET name = name")
+    holder = held_by_another_process(settings, exclusive=True)
     db = Database(make_engine(settings.database_url, busy_timeout=0.1), connections=2, timeout=5)
     tries = []
     event.listen(db.engine, "do_connect", lambda *_: tries.append(1))
@@ -549,10 +559,7 @@ def test_a_request_cancelled_while_the_file_is_first_opened_leaves_the_next_ones
     # connection open and unused, one of the pool's three lost, and then a read and a write too
     # long for the loop at once would not both find a connection (one a 503 after the pool's wait).
     engine.dispose()  # in WAL mode, a lock that shuts out a new connection needs every other one closed
-    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
-    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
-    holder.execute("BEGIN EXCLUSIVE")
-    holder.execute("UPDATE groups SET name = name")
+    holder = held_by_another_process(settings, exclusive=True)
     db = Database(make_engine(settings.database_url, busy_timeout=3, pool_size=3), connections=3, timeout=30)
     count = counting_to(200_000)  # ~0.1 s: past LOOP_BUDGET
 
@@ -589,8 +596,7 @@ def test_a_read_while_another_process_holds_the_write_lock_answers_at_once_witho
     settings: Settings, engine: Engine
 ):
     db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=3)
-    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = held_by_another_process(settings)
     holder.execute("INSERT INTO study_sessions (group_id, study_activity_id, created_at) VALUES (1, 1, '2026-11-27')")
     try:
         started = time.monotonic()
@@ -610,8 +616,7 @@ def test_a_write_waiting_out_a_lock_when_the_database_closes_is_unavailable_sayi
     settings: Settings, engine: Engine
 ):
     db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=5)
-    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = held_by_another_process(settings)
 
     async def close_while_it_waits() -> int:
         writing = asyncio.create_task(db.write(create))
@@ -662,8 +667,7 @@ def test_a_sqlite_file_locked_by_another_process_keeps_a_write_waiting_not_the_e
     settings: Settings, engine: Engine
 ):
     db = Database(make_engine(settings.database_url, busy_timeout=5), connections=3, timeout=5)
-    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    holder = held_by_another_process(settings)
 
     async def write_while_locked_for_a_second() -> int:
         asyncio.get_running_loop().call_later(1, holder.rollback)
