@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import sys
 from collections.abc import AsyncIterator
 
 import connexion
@@ -37,7 +38,7 @@ from edge.middleware import (
     StampRequestId,
     root_paths,
 )
-from edge.protocol import protocol_class
+from edge.protocol import accepting_from, protocol_class
 from edge.rate_limits import RateLimits
 from edge.resolver import BoundResolver
 from edge.settings import Settings, settings_or_exit
@@ -133,11 +134,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> connexion.As
 def main() -> None:
     """Migrate and seed the database, then serve until stopped."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     settings = _settings
     prepare_database(settings)
     log.info("listening", extra={"url": f"http://{settings.host}:{settings.port}/api/v1/ui"})
-    uvicorn.run(
+    http = protocol_class(settings.max_connections)  # bounded heads, head timeout, connections
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -145,8 +148,15 @@ def main() -> None:
         server_header=False,  # no banner naming the server and its version
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
-        http=protocol_class(settings.max_connections),  # bounded heads, head timeout, connections
+        http=http,
     )
+    # uvicorn.run's own steps, with the listening socket in hand.
+    listener = config.bind_socket()
+    accepting_from(http, [listener])
+    server = uvicorn.Server(config)
+    server.run(sockets=[listener])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 _settings = settings_or_exit()

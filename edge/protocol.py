@@ -11,6 +11,10 @@ for it however long it takes; it takes every connection the operating system han
   answered 408 and closed (closed without an answer if it sent nothing);
 - past MAX_CONNECTIONS open connections in the process a new one is closed at once, and the log
   says so once a minute at most, with how many were closed;
+- the connections waiting to be accepted behind a new one are accepted with it: libuv, under
+  uvloop, accepts one connection per turn of the event loop (since libuv 1.45), and on a busy
+  worker a turn is every request in flight, so the last of a burst of new connections waited
+  one turn for each before it (a second, at 64 at once);
 - the answers uvicorn gives itself to malformed HTTP are problems like the service's own (with
   `X-Request-ID`, `nosniff`, `no-store`), logged and counted with operation "none"."""
 
@@ -18,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import httptools
@@ -73,6 +79,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the bounds above; `protocol_class` sets MAX_CONNECTIONS."""
 
     max_connections: ClassVar[int] = 1000
+    listeners: ClassVar[tuple[socket.socket, ...]] = ()  # set by `accepting_from`
     open_files_limit: ClassVar[int | None] = None  # set where it lowered max_connections
     _told: ClassVar[bool] = False
     _closed_at_bound: ClassVar[int] = 0
@@ -100,6 +107,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
             return
         self._arm_head_timer()
+        self._accept_waiting()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
@@ -226,6 +234,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
         metrics.REQUESTS.labels(metrics.UNROUTED, str(refused.status)).inc()
 
+    def _accept_waiting(self) -> None:
+        """Accepts every connection waiting on the listening sockets, each made a connection of
+        its own in this event loop's next turn (where it calls this again, and finds none)."""
+        for listener in self.listeners:
+            while True:
+                try:
+                    accepted, _ = listener.accept()
+                except OSError:  # none waiting; or closed (shutting down), or out of files: uvloop's turn
+                    break
+                self.loop.create_task(self.loop.connect_accepted_socket(self._another, accepted))
+
+    def _another(self) -> BoundedHttpToolsProtocol:
+        """A protocol for another connection of the same server, as uvicorn makes one."""
+        return type(self)(config=self.config, server_state=self.server_state, app_state=self.app_state, _loop=self.loop)
+
     def _closed_at_bound_once(self) -> None:
         cls = type(self)
         cls._closed_at_bound += 1
@@ -259,3 +282,10 @@ def protocol_class(max_connections: int) -> type[BoundedHttpToolsProtocol]:
         # Said in the log at the first connection: gunicorn reads this before any log is set up.
         attributes = {"max_connections": max(1, soft - RESERVED_FILES), "open_files_limit": soft}
     return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), attributes)
+
+
+def accepting_from(protocol: type[BoundedHttpToolsProtocol], listeners: Iterable[socket.socket]) -> None:
+    """Makes `protocol` accept the connections waiting on `listeners` (the server's own listening
+    sockets, without TLS) whenever it gets a new one. The event loop's `create_server` makes them
+    non-blocking, as asyncio's contract has it: an accept with none waiting never holds the loop."""
+    protocol.listeners = tuple(listeners)

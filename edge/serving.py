@@ -30,23 +30,27 @@ PR_SET_PDEATHSIG = 1
 
 class Worker(UvicornWorker):
     """uvicorn's gunicorn worker, without the `server` header that names it and its version, on
-    the bounded HTTP protocol of edge.protocol."""
+    the bounded HTTP protocol of edge.protocol, which accepts every connection waiting on
+    gunicorn's listening sockets whenever it gets a new one."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Imported only now, once on_starting has set PROMETHEUS_MULTIPROC_DIR: edge.protocol
         # imports prometheus_client, which chooses at import whether its values live in this
         # process's memory or in that folder, where a scrape of any worker sums them all.
-        from edge.protocol import protocol_class
+        from edge.protocol import accepting_from, protocol_class
 
+        http = protocol_class(settings.max_connections)
         self.CONFIG_KWARGS = {
             **UvicornWorker.CONFIG_KWARGS,
             "server_header": False,
-            "http": protocol_class(settings.max_connections),
+            "http": http,
             # uvicorn's X-Forwarded-For middleware only where a proxy is trusted: with none, it
             # would parse the client's address on every request to find it untrusted.
             "proxy_headers": bool(settings.forwarded_allow_ips),
         }
         super().__init__(*args, **kwargs)
+        if not self.config.is_ssl:  # with gunicorn's --certfile, uvicorn's own accepts do the TLS
+            accepting_from(http, (listener.sock for listener in self.sockets))
 
 
 bind = f"{settings.host}:{settings.port}"

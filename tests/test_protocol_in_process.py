@@ -15,10 +15,12 @@ import json
 import os
 import re
 import resource
+import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import uvloop
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
@@ -29,6 +31,7 @@ from edge.protocol import (
     MAX_URL_BYTES,
     WARN_EVERY,
     BoundedHttpToolsProtocol,
+    accepting_from,
     protocol_class,
 )
 
@@ -831,3 +834,57 @@ def test_at_an_open_files_limit_under_the_64_kept_back_max_connections_is_one():
     assert os.waitstatus_to_exitcode(status) == 0
     assert printed.split() == ["1", "60"]
     assert protocol_class(1000).max_connections == 1000  # here, where the limit is higher
+
+
+def test_connections_waiting_behind_a_new_one_are_accepted_in_the_same_turns_not_one_a_turn():
+    # libuv (uvloop's, since 1.45) accepts one connection per turn of the loop. On a busy worker a
+    # turn is every request in flight, so the 64th of a burst of new connections waited about a
+    # second for its first answer (docs/benchmarks.md). Here on uvloop and a real listening
+    # socket: 20 connections wait in its backlog, and the loop is turned one turn at a time.
+    listener = socket.create_server(("127.0.0.1", 0))
+    http = protocol_class(1000)
+    accepting_from(http, [listener])
+    loop = uvloop.new_event_loop()
+    config = Config(app=App(), log_config=None, server_header=False, lifespan="off")
+    config.load()
+    state = ServerState()
+    server = loop.run_until_complete(
+        loop.create_server(lambda: http(config=config, server_state=state, app_state={}, _loop=loop), sock=listener)
+    )
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(20)]  # each waits to be accepted
+    try:
+        turns = 0
+        while len(state.connections) < 20 and turns < 30:
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+            turns += 1
+        for client in clients:  # and each is served
+            client.sendall(GET)
+        answers = [loop.run_until_complete(loop.sock_recv(client, 4096)) for client in clients]
+
+        assert len(state.connections) == 20
+        assert turns <= 5, f"{turns} turns of the loop to accept 20 waiting connections"
+        assert all(answer.startswith(b"HTTP/1.1 200 OK") for answer in answers)
+    finally:
+        for client in clients:
+            client.close()
+        server.close()
+        for connection in list(state.connections):
+            connection.transport.close()
+        loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+
+
+def test_a_listening_socket_closed_by_the_shutdown_is_passed_over(loop: ClockLoop):
+    # Shutting down, uvicorn closes the listening sockets; a connection it accepted just before
+    # finds none to accept behind it, and is served.
+    listener = socket.create_server(("127.0.0.1", 0))
+    http = protocol_class(1000)
+    accepting_from(http, [listener])
+    listener.close()
+    server = Server(loop, http)
+
+    client = server.connect()
+    client.send(GET)
+
+    assert_answered_ok(client.received)
