@@ -11,10 +11,12 @@ for it however long it takes; it takes every connection the operating system han
   answered 408 and closed (closed without an answer if it sent nothing);
 - past MAX_CONNECTIONS open connections in the process a new one is closed at once, and the log
   says so once a minute at most, with how many were closed;
-- the connections waiting to be accepted behind a new one are accepted with it: libuv, under
-  uvloop, accepts one connection per turn of the event loop (since libuv 1.45), and on a busy
-  worker a turn is every request in flight, so the last of a burst of new connections waited
-  one turn for each before it (a second, at 64 at once);
+- on a busy worker, the connections waiting to be accepted behind a new one are accepted
+  together: libuv, under uvloop, accepts one connection per turn of the event loop (since libuv
+  1.45), and a busy worker's turn is every request in flight, so the last of a burst of new
+  connections waited one turn for each before it (a second, at 64 at once). A worker that is not
+  busy leaves them to libuv, whose quick turns share a burst among the workers: one that took a
+  whole burst at once would keep its keep-alive connections from the others;
 - the answers uvicorn gives itself to malformed HTTP are problems like the service's own (with
   `X-Request-ID`, `nosniff`, `no-store`), logged and counted with operation "none"."""
 
@@ -65,6 +67,9 @@ RESERVED_FILES = 64
 """Open files kept back from MAX_CONNECTIONS for the database, logs, metrics and the listener."""
 WARN_EVERY = 60.0
 """Seconds between two log lines about connections closed at the bound."""
+BUSY_TURN = 0.005
+"""Seconds a turn of the event loop takes on a worker too busy to accept one connection a turn:
+past it, the connections waiting behind a new one are accepted together."""
 
 
 class Refused(Exception):
@@ -80,6 +85,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     max_connections: ClassVar[int] = 1000
     listeners: ClassVar[tuple[socket.socket, ...]] = ()  # set by `accepting_from`
+    _accepting: ClassVar[bool] = False  # whether a look at the waiting connections is due
     open_files_limit: ClassVar[int | None] = None  # set where it lowered max_connections
     _told: ClassVar[bool] = False
     _closed_at_bound: ClassVar[int] = 0
@@ -107,7 +113,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
             return
         self._arm_head_timer()
-        self._accept_waiting()
+        cls = type(self)
+        if cls.listeners and not cls._accepting:
+            cls._accepting = True
+            self.loop.call_soon(self._accept_waiting, time.monotonic())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
@@ -234,9 +243,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
         metrics.REQUESTS.labels(metrics.UNROUTED, str(refused.status)).inc()
 
-    def _accept_waiting(self) -> None:
-        """Accepts every connection waiting on the listening sockets, each made a connection of
-        its own in this event loop's next turn (where it calls this again, and finds none)."""
+    def _accept_waiting(self, since: float) -> None:
+        """On the turn of the event loop after the one that was running at `since`, if that turn
+        was long, accepts every connection waiting on the listening sockets, each made a
+        connection of its own on the next turn."""
+        type(self)._accepting = False
+        if time.monotonic() - since < BUSY_TURN:
+            return
         for listener in self.listeners:
             while True:
                 try:
