@@ -369,29 +369,35 @@ def test_a_write_holds_the_write_lock_from_its_start_so_another_processs_write_w
     assert count_sessions(engine) == 2
 
 
-@pytest.mark.backends("sqlite")
-def test_a_compiled_statement_answers_and_fails_as_sqlalchemys_execute_does(engine: Engine):
+def test_a_compiled_statement_answers_and_fails_as_sqlalchemys_execute_does(engine: Engine, backend: str):
     sessions = schema.study_sessions
     read = Compiled(select(sessions, literal(7).label("seven")).where(sessions.c.id == bindparam("id")))
     write = Compiled(insert(sessions).returning(sessions.c.id, sessions.c.created_at))
-    row = {"id": None, "group_id": 1, "study_activity_id": 2, "created_at": NOW + timedelta(microseconds=7)}
+    row = {"id": 1, "group_id": 1, "study_activity_id": 2, "created_at": NOW + timedelta(microseconds=7)}
 
     with transaction(engine, write=True) as conn:
         written = write.first(conn, row)
         assert written is not None
         answered, expected = read.all(conn, {"id": written[0]}), conn.execute(read.statement, {"id": written[0]}).all()
         stored = conn.exec_driver_sql("SELECT created_at FROM study_sessions").scalar()
-        with pytest.raises(exc.IntegrityError) as compiled_error:
-            write.first(conn, {**row, "id": written[0]})
+    with pytest.raises(exc.IntegrityError) as compiled_error, transaction(engine, write=True) as conn:
+        write.first(conn, row)
     with pytest.raises(exc.IntegrityError) as sqlalchemy_error, transaction(engine, write=True) as conn:
-        conn.execute(write.statement, {**row, "id": written[0]})
+        conn.execute(write.statement, row)
+    with pytest.raises(ValueError, match="aware datetimes only"), transaction(engine, write=True) as conn:
+        write.first(conn, {**row, "id": 2, "created_at": datetime(2026, 11, 27, 12)})  # the column type's own check
 
     assert tuple(written) == (1, NOW + timedelta(microseconds=7))
     assert [tuple(r) for r in answered] == [tuple(r) for r in expected] == [(1, 1, 2, row["created_at"], 7)]
     assert answered[0][3].tzinfo == UTC
-    assert stored == "2026-11-27 12:00:00.000007"  # as SQLAlchemy writes it: text that sorts as time does
+    if backend == "sqlite":
+        assert stored == "2026-11-27 12:00:00.000007"  # as SQLAlchemy writes it: text that sorts as time does
+    else:
+        assert stored == row["created_at"]
     assert str(compiled_error.value.orig) == str(sqlalchemy_error.value.orig)
-    assert str(compiled_error.value) == str(sqlalchemy_error.value)  # as a 500's log line names it: the SQL too
+    # As a 500's log line names it: the SQL too, and never the values bound to it.
+    assert str(compiled_error.value) == str(sqlalchemy_error.value)
+    assert "parameters hidden" in str(compiled_error.value)
 
 
 @pytest.mark.backends("sqlite")
