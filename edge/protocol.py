@@ -298,7 +298,8 @@ def protocol_class(max_connections: int) -> type[BoundedHttpToolsProtocol]:
 
 
 def accepting_from(protocol: type[BoundedHttpToolsProtocol], listeners: Iterable[socket.socket]) -> None:
-    """Makes `protocol` accept the connections waiting on `listeners` (the server's own listening
-    sockets, without TLS) whenever it gets a new one. The event loop's `create_server` makes them
-    non-blocking, as asyncio's contract has it: an accept with none waiting never holds the loop."""
+    """Makes `protocol`, on a busy worker, accept the connections waiting on `listeners` (the
+    server's own listening sockets, without TLS) when it gets a new one. The event loop's
+    `create_server` makes them non-blocking, as asyncio's contract has it: an accept with none
+    waiting never holds the loop."""
     protocol.listeners = tuple(listeners)

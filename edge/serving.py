@@ -30,8 +30,8 @@ PR_SET_PDEATHSIG = 1
 
 class Worker(UvicornWorker):
     """uvicorn's gunicorn worker, without the `server` header that names it and its version, on
-    the bounded HTTP protocol of edge.protocol, which accepts every connection waiting on
-    gunicorn's listening sockets whenever it gets a new one."""
+    the bounded HTTP protocol of edge.protocol, which on a busy worker accepts together the
+    connections waiting on gunicorn's listening sockets."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Imported only now, once on_starting has set PROMETHEUS_MULTIPROC_DIR: edge.protocol
