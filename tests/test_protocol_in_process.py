@@ -16,7 +16,6 @@ import os
 import re
 import resource
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -837,45 +836,60 @@ def test_at_an_open_files_limit_under_the_64_kept_back_max_connections_is_one():
     assert protocol_class(1000).max_connections == 1000  # here, where the limit is higher
 
 
-def test_on_a_busy_worker_connections_waiting_behind_a_new_one_are_accepted_together():
+def test_on_a_busy_worker_connections_waiting_behind_a_new_one_are_accepted_together(clock: Clock):
     # libuv (uvloop's, since 1.45) accepts one connection per turn of the loop, and on a busy
     # worker a turn is every request in flight: the 64th of a burst of new connections waited
     # about a second for its first answer (docs/benchmarks.md).
-    alone = turns_to_accept(accepting=False, turn=0.01)
+    alone = turns_to_accept(clock, accepting=False, turn=0.01)
 
-    together = turns_to_accept(accepting=True, turn=0.01)
+    together = turns_to_accept(clock, accepting=True, turn=0.01)
 
     assert len(together) <= 4, f"connections after each turn: {together}"
-    assert len(alone) >= 8, f"libuv alone, connections after each turn: {alone}"
+    assert len(alone) >= 12, f"libuv alone, connections after each turn: {alone}"
 
 
-def test_on_an_idle_worker_connections_are_left_to_libuvs_turns_which_share_them_among_workers():
+def test_on_a_busy_worker_the_connections_waiting_on_each_listening_socket_are_accepted_together(clock: Clock):
+    # gunicorn binds one listening socket for each address it is given.
+    alone = turns_to_accept(clock, accepting=False, turn=0.01, listening=2)
+
+    together = turns_to_accept(clock, accepting=True, turn=0.01, listening=2)
+
+    assert len(together) <= 4, f"connections after each turn: {together}"
+    assert len(alone) >= 6, f"libuv alone, connections after each turn: {alone}"
+
+
+def test_on_an_idle_worker_connections_are_left_to_libuvs_turns_which_share_them_among_workers(clock: Clock):
     # An idle worker's turns are quick, and a burst is shared among the workers that way; one
     # that took a whole burst at once would keep those keep-alive connections from the others.
-    assert turns_to_accept(accepting=True, turn=0.0) == turns_to_accept(accepting=False, turn=0.0)
+    assert turns_to_accept(clock, accepting=True, turn=0.0) == turns_to_accept(clock, accepting=False, turn=0.0)
 
 
-def turns_to_accept(*, accepting: bool, turn: float) -> list[int]:
-    """On uvloop and a real listening socket with 20 connections waiting in its backlog, how many
-    connections the server has after each turn of the loop, turned one at a time, each with `turn`
-    seconds of other requests' work; every connection is then served. `accepting`: whether the
-    protocol accepts from the listening socket itself (`accepting_from`), or leaves it to libuv."""
-    listener = socket.create_server(("127.0.0.1", 0))
+def turns_to_accept(clock: Clock, *, accepting: bool, turn: float, listening: int = 1) -> list[int]:
+    """On uvloop and `listening` real listening sockets (gunicorn binds one per address) with 30
+    connections waiting in their backlogs, how many connections the server has after each turn of
+    the loop, turned one at a time, each `turn` seconds long on edge.protocol's `clock` (other
+    requests' work; the test's own time does not count, however loaded the machine); every
+    connection is then served. `accepting`: whether the protocol accepts from the listening
+    sockets itself (`accepting_from`), or leaves it to libuv."""
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(listening)]
     http = protocol_class(1000)
     if accepting:
-        accepting_from(http, [listener])
+        accepting_from(http, listeners)
     loop = uvloop.new_event_loop()
     config = Config(app=App(), log_config=None, server_header=False, lifespan="off")
     config.load()
     state = ServerState()
-    server = loop.run_until_complete(
-        loop.create_server(lambda: http(config=config, server_state=state, app_state={}, _loop=loop), sock=listener)
-    )
-    clients = [socket.create_connection(listener.getsockname()) for _ in range(20)]
+    servers = [
+        loop.run_until_complete(
+            loop.create_server(lambda: http(config=config, server_state=state, app_state={}, _loop=loop), sock=listener)
+        )
+        for listener in listeners
+    ]
+    clients = [socket.create_connection(listeners[i % listening].getsockname()) for i in range(30)]
     try:
         turns: list[int] = []
-        while len(state.connections) < 20 and len(turns) < 40:
-            loop.call_soon(time.sleep, turn)
+        while len(state.connections) < 30 and len(turns) < 60:
+            loop.call_soon(setattr, clock, "now", clock.now + turn)
             loop.call_soon(loop.stop)
             loop.run_forever()
             turns.append(len(state.connections))
@@ -887,12 +901,14 @@ def turns_to_accept(*, accepting: bool, turn: float) -> list[int]:
     finally:
         for client in clients:
             client.close()
-        server.close()
+        for server in servers:
+            server.close()
         for connection in list(state.connections):
             connection.transport.close()
         loop.run_until_complete(asyncio.sleep(0.01))
         loop.close()
-        listener.close()
+        for listener in listeners:
+            listener.close()
 
 
 def test_a_listening_socket_closed_by_the_shutdown_is_passed_over(loop: ClockLoop):
