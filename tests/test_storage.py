@@ -400,6 +400,31 @@ def test_a_compiled_statement_answers_and_fails_as_sqlalchemys_execute_does(engi
     assert "parameters hidden" in str(compiled_error.value)
 
 
+@pytest.mark.backends("postgresql")
+def test_a_compiled_statement_tells_before_cursor_execute_listeners_as_sqlalchemys_execute_does(engine: Engine):
+    # What tracing listens to (and the benchmark's statements test): the connection, the SQL, its
+    # parameters. On SQLite a compiled statement is the driver's, traced there.
+    read = Compiled(select(groups.c.name).where(groups.c.id == bindparam("id")))
+    told: list[tuple[object, ...]] = []
+
+    def listener(
+        conn: Connection, _cursor: object, statement: str, parameters: object, _context: object, many: bool
+    ) -> None:
+        told.append((conn, statement, parameters, many))
+
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with engine.connect() as conn:
+            read.all(conn, {"id": 1})
+            conn.execute(read.statement, {"id": 1}).all()
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+    (compiled_conn, *compiled), (sqlalchemy_conn, *sqlalchemy) = told
+    assert compiled_conn is sqlalchemy_conn is conn
+    assert compiled == sqlalchemy
+
+
 @pytest.mark.backends("sqlite")
 @pytest.mark.parametrize("fails", [False, True], ids=["commits", "fails"])
 def test_a_loop_transaction_of_compiled_and_sqlalchemy_statements_is_one_and_leaves_the_file_unlocked(
