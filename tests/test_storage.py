@@ -402,15 +402,15 @@ def test_a_compiled_statement_answers_and_fails_as_sqlalchemys_execute_does(engi
 
 @pytest.mark.backends("postgresql")
 def test_a_compiled_statement_tells_before_cursor_execute_listeners_as_sqlalchemys_execute_does(engine: Engine):
-    # What tracing listens to (and the benchmark's statements test): the connection, the SQL, its
-    # parameters. On SQLite a compiled statement is the driver's, traced there.
+    # What tracing listens to (and the benchmark's statements test): the connection, the driver's
+    # cursor, the SQL, its parameters. On SQLite a compiled statement is the driver's, traced there.
     read = Compiled(select(groups.c.name).where(groups.c.id == bindparam("id")))
     told: list[tuple[object, ...]] = []
 
     def listener(
-        conn: Connection, _cursor: object, statement: str, parameters: object, _context: object, many: bool
+        conn: Connection, cursor: object, statement: str, parameters: object, _context: object, many: bool
     ) -> None:
-        told.append((conn, statement, parameters, many))
+        told.append((conn, type(cursor), statement, parameters, many))
 
     event.listen(engine, "before_cursor_execute", listener)
     try:
