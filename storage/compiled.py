@@ -9,8 +9,8 @@ reads its columns with the statement's own types (their SQLAlchemy processors), 
 error into SQLAlchemy's own exception, as `Connection.execute` does, so callers and
 `storage.engine` see no difference. On PostgreSQL it also does what `Connection.execute` does for
 a connection the driver found broken (invalidates it, so that the pool replaces it), and tells
-`before_cursor_execute` listeners of each statement. On any other database it is
-`Connection.execute`."""
+`before_cursor_execute` listeners of each statement. These two are the databases the service
+runs on."""
 
 from __future__ import annotations
 
@@ -68,9 +68,7 @@ class Compiled:
         """Every row the statement answers, each a sequence of its columns' values."""
         if conn.dialect.name == "postgresql":
             return self._all_on_postgresql(conn, parameters)
-        if conn.dialect.name != "sqlite":
-            return conn.execute(self.statement, parameters).all()
-        compiled = self._sqlite or self._compile(conn.dialect)
+        compiled = self._sqlite or self._compile(conn.dialect)  # SQLite, the service's other database
         values = [
             bind(value) if bind else value
             for name, default, bind in compiled.parameters
