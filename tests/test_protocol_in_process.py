@@ -26,6 +26,7 @@ from uvicorn.server import ServerState
 
 from edge import metrics, protocol
 from edge.protocol import (
+    BUSY_TURN,
     HEAD_TIMEOUT,
     MAX_HEAD_BYTES,
     MAX_URL_BYTES,
@@ -911,16 +912,24 @@ def turns_to_accept(clock: Clock, *, accepting: bool, turn: float, listening: in
             listener.close()
 
 
-def test_a_listening_socket_closed_by_the_shutdown_is_passed_over(loop: ClockLoop):
-    # Shutting down, uvicorn closes the listening sockets; a connection it accepted just before
-    # finds none to accept behind it, and is served.
+def test_a_listening_socket_closed_by_the_shutdown_is_passed_over(loop: ClockLoop, clock: Clock):
+    # Shutting down, uvicorn closes the listening sockets; a connection it accepted just before, on
+    # a busy worker, finds none to accept behind it (EBADF, not EAGAIN), and is served.
     listener = socket.create_server(("127.0.0.1", 0))
     http = protocol_class(1000)
     accepting_from(http, [listener])
     listener.close()
     server = Server(loop, http)
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    client = Transport(loop)
+    handler = http(config=server.config, server_state=server.state, app_state={}, _loop=loop)
+    client.set_protocol(handler)
 
-    client = server.connect()
+    handler.connection_made(client)
+    clock.now += BUSY_TURN  # the turn it came in was a busy one: the look at the waiting is due
+    loop.settle()
     client.send(GET)
 
+    assert errors == []
     assert_answered_ok(client.received)
