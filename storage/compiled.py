@@ -4,13 +4,13 @@ SQLAlchemy's execution around a statement (its cache key, execution context and 
 costs SQLite ten times the statement: about 60 µs against 5 µs for a session read by id; on
 PostgreSQL, through its asyncio bridge, it cost a create 266 µs of its 1,458 (docs/benchmarks.md).
 A `Compiled` is a Core statement, written and typed as any other, that SQLAlchemy compiles once
-per database (and, for an INSERT, per set of columns given); each run binds its parameters and
-reads its columns with the statement's own types (their SQLAlchemy processors), and turns a driver
-error into SQLAlchemy's own exception, as `Connection.execute` does, so callers and
+per database (on PostgreSQL an INSERT once per set of columns given); each run binds its
+parameters and reads its columns with the statement's own types (their SQLAlchemy processors), and
+turns a driver error into SQLAlchemy's own exception, as `Connection.execute` does, so callers and
 `storage.engine` see no difference. On PostgreSQL it also does what `Connection.execute` does for
 a connection the driver found broken (invalidates it, so that the pool replaces it), and tells
-`before_cursor_execute` listeners of each statement. These two are the databases the service
-runs on."""
+`before_cursor_execute` listeners of each statement. SQLite and PostgreSQL are the only databases
+the service runs on."""
 
 from __future__ import annotations
 
