@@ -77,10 +77,7 @@ class Compiled:
         driver: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
         with driver_errors(compiled.sql, conn.dialect, values):
             rows = driver.execute(compiled.sql, values).fetchall()
-        columns = compiled.columns
-        if not any(columns):
-            return rows
-        return [tuple(read(value) if read else value for read, value in zip(columns, row, strict=True)) for row in rows]
+        return _read(rows, compiled.columns)
 
     def first(self, conn: Connection, parameters: Mapping[str, Any]) -> Sequence[Any] | None:
         """The first row the statement answers, or None."""
@@ -124,10 +121,7 @@ class Compiled:
             ) from error
         finally:
             cursor.close()
-        columns = compiled.columns
-        if not any(columns):
-            return rows  # type: ignore[no-any-return]
-        return [tuple(read(value) if read else value for read, value in zip(columns, row, strict=True)) for row in rows]
+        return _read(rows, compiled.columns)
 
     def _compile_for_postgresql(self, dialect: Dialect, names: frozenset[str]) -> _ForPostgresql:
         compiled = self.statement.compile(dialect=dialect, column_keys=sorted(names))
@@ -157,6 +151,13 @@ class Compiled:
             columns=_column_processors(statement, dialect),
         )
         return self._sqlite
+
+
+def _read(rows: Sequence[Sequence[Any]], columns: tuple[Processor, ...]) -> Sequence[Sequence[Any]]:
+    """`rows` as the driver gave them, each column read with its processor where it has one."""
+    if not any(columns):
+        return rows
+    return [tuple(read(value) if read else value for read, value in zip(columns, row, strict=True)) for row in rows]
 
 
 def _column_processors(statement: Select[Any] | UpdateBase, dialect: Dialect) -> tuple[Processor, ...]:
